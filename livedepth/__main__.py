@@ -1,0 +1,5 @@
+"""``python -m livedepth``."""
+
+from livedepth.cli import entry
+
+entry()

@@ -1,0 +1,37 @@
+"""Shared fixtures: synthetic official-layout weights and an isolated weights cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from golden import expand_synthetic_weights  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty weights cache and no way to reach the internet."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("LIVEDEPTH_WEIGHTS", raising=False)
+    monkeypatch.setenv("LIVEDEPTH_WEIGHTS_URL", "http://127.0.0.1:9/unreachable.pt")
+    return cache / "livedepth"
+
+
+@pytest.fixture(scope="session")
+def synthetic_state() -> dict[str, torch.Tensor]:
+    """The expanded synthetic weights, in official key order."""
+    return expand_synthetic_weights()
+
+
+@pytest.fixture(scope="session")
+def weights_pt(tmp_path_factory: pytest.TempPathFactory, synthetic_state: dict[str, torch.Tensor]) -> Path:
+    """The synthetic weights saved like the official file: a plain ``torch.save``d state dict."""
+    path = tmp_path_factory.mktemp("weights") / "midas_v21_small_256.pt"
+    torch.save(synthetic_state, path)
+    return path

@@ -1,0 +1,54 @@
+"""DepthEstimator: official keep-aspect preprocessing and end-to-end depth."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from golden import TEST_IMAGE, load_fixture, rel_error
+from livedepth.estimator import DepthEstimator, network_size, preprocess
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected"),
+    [((480, 640), (192, 256)), ((480, 854), (128, 256)), ((1080, 1920), (128, 256)), ((640, 480), (256, 192))],
+)
+def test_keep_aspect_sizes(hw, expected) -> None:
+    assert network_size(*hw, size=256, keep_aspect=True) == expected
+
+
+def test_square_is_default() -> None:
+    assert network_size(480, 640) == (256, 256)
+
+
+def test_preprocess_matches_official() -> None:
+    frame = cv2.imread(str(TEST_IMAGE))
+    x = preprocess(frame, network_size(*frame.shape[:2], keep_aspect=True))
+    golden = load_fixture("pre_input_1x3x192x256.npy")
+    assert x.dtype == np.float32 and x.shape == golden.shape
+    assert np.max(np.abs(x - golden)) <= 1e-5
+
+
+def test_end_to_end_keep_aspect_matches_official(weights_pt) -> None:
+    frame = cv2.imread(str(TEST_IMAGE))
+    depth = DepthEstimator(weights=weights_pt, keep_aspect=True).predict(frame)
+    golden = load_fixture("post_depth_480x640.npy")
+    assert depth.dtype == np.float32 and depth.shape == golden.shape
+    assert rel_error(depth, golden) <= 1e-4
+
+
+def test_square_default_returns_frame_resolution(weights_pt) -> None:
+    frame = cv2.imread(str(TEST_IMAGE))[:, :600]
+    est = DepthEstimator(weights=weights_pt)
+    assert est.preprocess(frame).shape == (1, 3, 256, 256)
+    depth = est.predict(frame)
+    assert depth.shape == (480, 600) and depth.dtype == np.float32
+    assert np.isfinite(depth).all() and depth.std() > 0
+
+
+def test_cuda_request_falls_back_to_cpu_without_cuda(weights_pt) -> None:
+    import torch
+
+    est = DepthEstimator(weights=weights_pt, device="cuda")
+    assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
