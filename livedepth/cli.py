@@ -54,6 +54,39 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _add_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", help="depth, side or overlay (default depth)")
     p.add_argument("--colormap", help="OpenCV colormap name (default inferno)")
+    p.add_argument("--normalize", help="frame, stable or fixed (how depth maps to colours)")
+    p.add_argument("--range", dest="value_range", metavar="LO,HI", help="depth bounds for --normalize fixed")
+    p.add_argument("--invert", action="store_true", default=None, help="far is bright")
+    p.add_argument("--alpha", type=float, help="overlay opacity of the depth (default 0.5)")
+
+
+def _parse_range(text: str | list[float] | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    if isinstance(text, (list, tuple)):  # TOML: range = [0.0, 5.0]
+        text = ",".join(str(v) for v in text)
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise LivedepthError(f"--range must be LO,HI (two numbers), got {text!r}") from None
+    if not hi > lo:
+        raise LivedepthError(f"--range needs LO < HI, got {text!r}")
+    return lo, hi
+
+
+def make_colorizer(args: argparse.Namespace, config: Config, default_normalize: str = "frame"):
+    """The Colorizer for a command's render flags over the config's ``[render]`` table."""
+    from livedepth.colorize import Colorizer
+
+    pick = config.pick
+    return Colorizer(
+        colormap=pick("render", "colormap", args.colormap, "inferno"),
+        layout=pick("render", "layout", args.layout, "depth"),
+        alpha=float(pick("render", "alpha", args.alpha, 0.5)),
+        normalize=pick("render", "normalize", args.normalize, default_normalize),
+        value_range=_parse_range(pick("render", "range", args.value_range, None)),
+        invert=bool(pick("render", "invert", args.invert, False)),
+    )
 
 
 # --- image -----------------------------------------------------------------------------------
@@ -96,11 +129,9 @@ def _run_image(args: argparse.Namespace, config: Config) -> int:
     import cv2
     import numpy as np
 
-    from livedepth.colorize import Colorizer, check_colormap, check_layout
     from livedepth.estimator import DepthEstimator
 
-    layout = check_layout(config.pick("render", "layout", args.layout, "depth"))
-    colormap = check_colormap(config.pick("render", "colormap", args.colormap, "inferno"))
+    colorizer = make_colorizer(args, config)
     image = _read_image(args.input)
     check_writable(args.output)
     if args.output.suffix and not cv2.haveImageWriter(str(args.output)):
@@ -114,13 +145,13 @@ def _run_image(args: argparse.Namespace, config: Config) -> int:
         weights_config=config.section("weights"),
     )
     depth = estimator.predict(image)
-    rendered = Colorizer(colormap, layout).render(depth, image)
+    rendered = colorizer.render(depth, image)
     write_atomically(args.output, _encode_image(rendered, args.output))
     if args.raw is not None:
         buf = io.BytesIO()
         np.save(buf, depth)
         write_atomically(args.raw, buf.getvalue())
-    log.info("wrote %s (%dx%d, %s)", args.output, rendered.shape[1], rendered.shape[0], layout)
+    log.info("wrote %s (%dx%d, %s)", args.output, rendered.shape[1], rendered.shape[0], colorizer.layout)
     return 0
 
 

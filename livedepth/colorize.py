@@ -8,6 +8,7 @@ import numpy as np
 from livedepth.errors import LivedepthError
 
 LAYOUTS = ("depth", "side", "overlay")
+NORMALIZE_MODES = ("frame", "stable", "fixed")
 DEFAULT_COLORMAP = "inferno"
 
 
@@ -32,13 +33,13 @@ def check_layout(name: str) -> str:
     return name
 
 
-def percentile_normalize(depth: np.ndarray, lo: float = 2.0, hi: float = 98.0) -> np.ndarray:
-    """Map the ``lo``..``hi`` percentiles of ``depth`` to 0..255 (uint8), clipping outside."""
+def percentile_bounds(depth: np.ndarray, lo: float = 2.0, hi: float = 98.0) -> tuple[float, float]:
+    """The ``lo`` and ``hi`` percentiles of the finite values of ``depth`` ((0, 0) if none)."""
     finite = depth[np.isfinite(depth)]
     if finite.size == 0:
-        return np.zeros(depth.shape, np.uint8)
+        return 0.0, 0.0
     d_lo, d_hi = np.percentile(finite, [lo, hi])
-    return scale_to_uint8(depth, float(d_lo), float(d_hi))
+    return float(d_lo), float(d_hi)
 
 
 def scale_to_uint8(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -73,8 +74,9 @@ def compose(frame_bgr: np.ndarray | None, depth_bgr: np.ndarray, layout: str, al
 class Colorizer:
     """Turns depth maps into displayable BGR frames with a chosen colormap and layout.
 
-    Normalisation is robust per frame (percentiles ``lo``..``hi``) unless a fixed
-    ``value_range`` is given.
+    ``normalize`` is ``frame`` (robust percentiles of each frame), ``stable`` (the
+    percentile bounds smoothed over time, for video) or ``fixed`` (``value_range``).
+    ``invert`` flips the colormap so that far is bright.
     """
 
     def __init__(
@@ -82,20 +84,42 @@ class Colorizer:
         colormap: str = DEFAULT_COLORMAP,
         layout: str = "depth",
         alpha: float = 0.5,
-        percentiles: tuple[float, float] = (2.0, 98.0),
+        normalize: str = "frame",
         value_range: tuple[float, float] | None = None,
+        invert: bool = False,
+        percentiles: tuple[float, float] = (2.0, 98.0),
+        smoothing: float = 0.1,
     ) -> None:
+        if normalize not in NORMALIZE_MODES:
+            raise LivedepthError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZE_MODES)}")
+        if normalize == "fixed" and value_range is None:
+            raise LivedepthError("--normalize fixed needs --range LO,HI")
         self.colormap = check_colormap(colormap)
         self.layout = check_layout(layout)
         self.alpha = alpha
-        self.percentiles = percentiles
+        self.normalize_mode = normalize
         self.value_range = value_range
+        self.invert = invert
+        self.percentiles = percentiles
+        self.smoothing = smoothing
+        self._bounds: tuple[float, float] | None = None
+
+    def reset(self) -> None:
+        """Forget temporal state (call at a scene cut or a new video)."""
+        self._bounds = None
 
     def normalize(self, depth: np.ndarray) -> np.ndarray:
         """Depth -> uint8 HxW."""
-        if self.value_range is not None:
-            return scale_to_uint8(depth, *self.value_range)
-        return percentile_normalize(depth, *self.percentiles)
+        if self.normalize_mode == "fixed":
+            lo, hi = self.value_range
+        else:
+            lo, hi = percentile_bounds(depth, *self.percentiles)
+            if self.normalize_mode == "stable" and self._bounds is not None:
+                a = self.smoothing
+                lo, hi = (1 - a) * self._bounds[0] + a * lo, (1 - a) * self._bounds[1] + a * hi
+            self._bounds = (lo, hi)
+        gray = scale_to_uint8(depth, lo, hi)
+        return 255 - gray if self.invert else gray
 
     def render(self, depth: np.ndarray, frame_bgr: np.ndarray | None = None) -> np.ndarray:
         """The BGR image for ``depth`` (and its input frame, for side and overlay)."""

@@ -5,21 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livedepth.colorize import Colorizer, apply_colormap, colormap_names, compose, percentile_normalize
+from livedepth.colorize import Colorizer, apply_colormap, colormap_names, compose, percentile_bounds, scale_to_uint8
 from livedepth.errors import LivedepthError
 
 
 def test_percentile_normalize_is_robust_to_outliers() -> None:
     depth = np.linspace(0, 1, 10_000, dtype=np.float32).reshape(100, 100)
     depth[0, 0] = 1e6  # one hot pixel must not squash the rest
-    gray = percentile_normalize(depth, 2, 98)
+    gray = scale_to_uint8(depth, *percentile_bounds(depth, 2, 98))
     assert gray.dtype == np.uint8
     assert gray[50, 50] in range(120, 136)
     assert gray[0, 0] == 255 and gray[0, 1] == 0
 
 
 def test_flat_depth_is_black_not_nan() -> None:
-    assert not percentile_normalize(np.full((4, 4), 3.0, np.float32)).any()
+    flat = np.full((4, 4), 3.0, np.float32)
+    assert not scale_to_uint8(flat, *percentile_bounds(flat)).any()
 
 
 def test_colormaps() -> None:
