@@ -1,13 +1,23 @@
-"""The one place where depth becomes pixels: normalisation, colormaps and layouts."""
+"""The one place where depth becomes pixels: normalisation, colormaps and layouts.
+
+Normalisation turns float depth into uint8 grey levels. ``frame`` uses each frame's
+robust percentiles; ``fixed`` uses bounds the user gives; ``stable`` (for video) carries the
+previous frame's bounds over to the current frame through a least-squares fit of the
+current depth to the previous one, then eases them towards the current percentiles. That
+cancels MiDaS's per-frame scale/shift jumps, keeps colours still when an object enters, and
+widens the bounds quickly when something would clip.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from livedepth.errors import LivedepthError
 
-LAYOUTS = ("depth", "side", "overlay")
+LAYOUTS = ("depth", "side", "overlay", "blur")
 NORMALIZE_MODES = ("frame", "stable", "fixed")
 DEFAULT_COLORMAP = "inferno"
 
@@ -51,6 +61,12 @@ def scale_to_uint8(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
 
 
+def colormap_lut(colormap: str) -> np.ndarray:
+    """The 256 BGR colours of ``colormap`` (index = grey level), uint8 256x3."""
+    ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    return apply_colormap(ramp, colormap).reshape(256, 3)
+
+
 def apply_colormap(gray: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     """uint8 HxW -> BGR uint8 HxWx3 with an OpenCV colormap (or plain gray)."""
     name = check_colormap(colormap)
@@ -59,8 +75,55 @@ def apply_colormap(gray: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.nda
     return cv2.applyColorMap(gray, getattr(cv2, f"COLORMAP_{name.upper()}"))
 
 
-def compose(frame_bgr: np.ndarray | None, depth_bgr: np.ndarray, layout: str, alpha: float = 0.5) -> np.ndarray:
-    """Arrange the colorized depth with the input frame: ``depth``, ``side`` or ``overlay``."""
+def background_mask(depth: np.ndarray, percentile: float = 50.0, softness: float = 10.0) -> np.ndarray:
+    """Float32 HxW in [0, 1]: 1 for the far background, 0 for the near subject.
+
+    Depth is inverse (larger is nearer). Pixels below the ``percentile - softness``
+    percentile are fully background, pixels above ``percentile + softness`` fully
+    subject, with a linear ramp in depth between the two, so the edge is soft.
+    """
+    finite = depth[np.isfinite(depth)]
+    if finite.size == 0:
+        return np.zeros(depth.shape, np.float32)
+    p_far, p_near = np.percentile(finite[:: max(1, finite.size // 20_000)],
+                                  [max(0.0, percentile - softness), min(100.0, percentile + softness)])
+    span = max(float(p_near - p_far), 1e-12)
+    mask = (np.float32(p_near) - depth.astype(np.float32)) * np.float32(1.0 / span)
+    return np.clip(np.nan_to_num(mask, nan=1.0), 0.0, 1.0)
+
+
+def blur_background(
+    frame_bgr: np.ndarray, depth: np.ndarray, percentile: float = 50.0, softness: float = 10.0, strength: float = 0.02
+) -> np.ndarray:
+    """The frame with its far part blurred; pixels of the near subject stay identical.
+
+    ``strength`` is the Gaussian sigma as a fraction of the frame's long side. The blur
+    runs at quarter resolution for speed.
+    """
+    h, w = frame_bgr.shape[:2]
+    if depth.shape != (h, w):
+        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)
+    mask = background_mask(depth, percentile, softness)
+    small = cv2.resize(frame_bgr, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    sigma = max(0.5, strength * max(h, w) / 4)
+    blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma), (w, h), interpolation=cv2.INTER_LINEAR)
+    m = mask[..., None]
+    out = frame_bgr.astype(np.float32) * (1.0 - m) + blurred.astype(np.float32) * m
+    return np.where(m > 0, np.clip(out + 0.5, 0, 255), frame_bgr).astype(np.uint8)
+
+
+def compose(
+    frame_bgr: np.ndarray | None,
+    depth_bgr: np.ndarray,
+    layout: str,
+    alpha: float = 0.5,
+    depth: np.ndarray | None = None,
+    blur_percentile: float = 50.0,
+) -> np.ndarray:
+    """Arrange the colorized depth with the input frame: ``depth``, ``side``, ``overlay`` or ``blur``.
+
+    ``blur`` needs the float ``depth`` and returns the input frame with its background blurred.
+    """
     check_layout(layout)
     if layout == "depth" or frame_bgr is None:
         return depth_bgr
@@ -68,15 +131,191 @@ def compose(frame_bgr: np.ndarray | None, depth_bgr: np.ndarray, layout: str, al
         frame_bgr = cv2.resize(frame_bgr, depth_bgr.shape[1::-1], interpolation=cv2.INTER_AREA)
     if layout == "side":
         return np.hstack([frame_bgr, depth_bgr])
+    if layout == "blur":
+        if depth is None:
+            raise ValueError("the blur layout needs the depth map")
+        return blur_background(frame_bgr, depth, blur_percentile)
     return cv2.addWeighted(depth_bgr, alpha, frame_bgr, 1.0 - alpha, 0.0)
+
+
+# --- normalisers -----------------------------------------------------------------------------
+
+
+class Normalizer(Protocol):
+    """Chooses the depth values that map to grey 0 and 255 for each frame."""
+
+    def bounds(self, depth: np.ndarray) -> tuple[float, float]: ...
+
+    def reset(self) -> None: ...
+
+
+class FixedNormalizer:
+    """User-given bounds for every frame."""
+
+    def __init__(self, value_range: tuple[float, float]) -> None:
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+
+    def bounds(self, depth: np.ndarray) -> tuple[float, float]:
+        return self.value_range
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+
+class FrameNormalizer:
+    """Robust percentiles of each frame on its own (flickers on video)."""
+
+    def __init__(self, percentiles: tuple[float, float] = (2.0, 98.0)) -> None:
+        self.percentiles = percentiles
+
+    def bounds(self, depth: np.ndarray) -> tuple[float, float]:
+        return percentile_bounds(depth, *self.percentiles)
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+
+def _sample(depth: np.ndarray, step: int) -> np.ndarray:
+    values = depth[::step, ::step].ravel()
+    return values[np.isfinite(values)]
+
+
+class StableNormalizer:
+    """Causal, temporally smoothed bounds for video.
+
+    Per frame:
+
+    1. fit ``coarse_t = a * coarse_{t-1} + c`` by least squares on an area-averaged grid of
+       the depth (``grid``), twice, the second time without the 20% worst residuals (an
+       object moving in, pixels uncovered by a pan);
+    2. carry the previous bounds over to this frame's units: ``a * bound + c``;
+    3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each
+       side): at rate ``expand`` where the target lies outside (something would clip), at
+       rate ``contract`` where the range could shrink by more than ``deadband`` of its span,
+       and not at all otherwise.
+
+    A scene cut (grid correlation below ``cut_correlation``, or a fitted gain outside
+    ``1/max_gain .. max_gain``) resets to this frame's own bounds.
+    """
+
+    def __init__(
+        self,
+        percentiles: tuple[float, float] = (1.0, 99.0),
+        margin: float = 0.05,
+        expand: float = 0.5,
+        contract: float = 0.1,
+        deadband: float = 0.1,
+        grid: tuple[int, int] = (40, 30),
+        sample_step: int = 4,
+        align: bool = True,
+        cut_correlation: float = 0.5,
+        max_gain: float = 3.0,
+    ) -> None:
+        self.percentiles = percentiles
+        self.margin = margin
+        self.expand = expand
+        self.contract = contract
+        self.deadband = deadband
+        self.grid = grid
+        self.sample_step = sample_step
+        self.align = align
+        self.cut_correlation = cut_correlation
+        self.max_gain = max_gain
+        self.cuts = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frame (new video or scene cut)."""
+        self._bounds: tuple[float, float] | None = None
+        self._coarse: np.ndarray | None = None
+
+    def _target(self, depth: np.ndarray) -> tuple[float, float] | None:
+        values = _sample(depth, self.sample_step)
+        if values.size == 0:
+            return None
+        p_lo, p_hi = np.percentile(values, self.percentiles)
+        pad = self.margin * float(p_hi - p_lo)
+        return float(p_lo) - pad, float(p_hi) + pad
+
+    def _coarse_grid(self, depth: np.ndarray) -> np.ndarray:
+        clean = np.nan_to_num(depth.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+        return cv2.resize(clean, self.grid, interpolation=cv2.INTER_AREA).ravel().astype(np.float64)
+
+    def _fit(self, prev: np.ndarray, cur: np.ndarray) -> tuple[float, float, float]:
+        """Gain, offset and correlation of ``cur ~ a * prev + c`` (trimmed least squares)."""
+        keep = np.ones(prev.size, bool)
+        a, c = 1.0, 0.0
+        for _ in range(2):
+            x, y = prev[keep], cur[keep]
+            xm, ym = x.mean(), y.mean()
+            var = float(((x - xm) ** 2).sum())
+            if var <= 1e-20:
+                return 1.0, float(ym - xm), 0.0
+            a = float(((x - xm) * (y - ym)).sum() / var)
+            c = float(ym - a * xm)
+            resid = np.abs(cur - (a * prev + c))
+            keep = resid <= np.quantile(resid, 0.8)
+        x, y = prev[keep], cur[keep]
+        r = np.corrcoef(x, y)[0, 1] if x.size > 2 and x.std() > 0 and y.std() > 0 else 0.0
+        return a, c, float(r)
+
+    def bounds(self, depth: np.ndarray) -> tuple[float, float]:
+        target = self._target(depth)
+        if target is None:
+            return self._bounds or (0.0, 0.0)
+        coarse = self._coarse_grid(depth) if self.align else None
+        prev_bounds = self._bounds
+        if prev_bounds is not None and coarse is not None and self._coarse is not None:
+            a, c, r = self._fit(self._coarse, coarse)
+            if r < self.cut_correlation or not 1.0 / self.max_gain <= a <= self.max_gain:
+                self.cuts += 1
+                prev_bounds = None
+            else:
+                prev_bounds = (a * prev_bounds[0] + c, a * prev_bounds[1] + c)
+        self._coarse = coarse
+        if prev_bounds is None:
+            self._bounds = target
+            return target
+        lo, hi = prev_bounds
+        t_lo, t_hi = target
+        slack = self.deadband * max(hi - lo, 1e-12)
+        if t_lo < lo:
+            lo += self.expand * (t_lo - lo)
+        elif t_lo > lo + slack:
+            lo += self.contract * (t_lo - lo)
+        if t_hi > hi:
+            hi += self.expand * (t_hi - hi)
+        elif t_hi < hi - slack:
+            hi += self.contract * (t_hi - hi)
+        self._bounds = (lo, hi)
+        return self._bounds
+
+
+def make_normalizer(
+    mode: str,
+    value_range: tuple[float, float] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    smoothing: float = 0.1,
+) -> Normalizer:
+    """The normaliser for ``mode`` (``frame``, ``stable`` or ``fixed``)."""
+    if mode not in NORMALIZE_MODES:
+        raise LivedepthError(f"unknown normalisation {mode!r}; choose from {', '.join(NORMALIZE_MODES)}")
+    if mode == "fixed":
+        if value_range is None:
+            raise LivedepthError("--normalize fixed needs --range LO,HI")
+        return FixedNormalizer(value_range)
+    if mode == "stable":
+        return StableNormalizer(contract=smoothing)
+    return FrameNormalizer(percentiles)
 
 
 class Colorizer:
     """Turns depth maps into displayable BGR frames with a chosen colormap and layout.
 
-    ``normalize`` is ``frame`` (robust percentiles of each frame), ``stable`` (the
-    percentile bounds smoothed over time, for video) or ``fixed`` (``value_range``).
-    ``invert`` flips the colormap so that far is bright.
+    ``normalize`` is ``frame`` (robust percentiles of each frame), ``stable`` (bounds
+    carried over from frame to frame, for video; see :class:`StableNormalizer`) or ``fixed``
+    (``value_range``). ``invert`` flips the colormap so that far is bright. The ``blur``
+    layout blurs the part of the input frame farther than ``blur_percentile``.
     """
 
     def __init__(
@@ -89,41 +328,30 @@ class Colorizer:
         invert: bool = False,
         percentiles: tuple[float, float] = (2.0, 98.0),
         smoothing: float = 0.1,
+        blur_percentile: float = 50.0,
     ) -> None:
-        if normalize not in NORMALIZE_MODES:
-            raise LivedepthError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZE_MODES)}")
-        if normalize == "fixed" and value_range is None:
-            raise LivedepthError("--normalize fixed needs --range LO,HI")
+        self.normalizer = make_normalizer(normalize, value_range, percentiles, smoothing)
         self.colormap = check_colormap(colormap)
         self.layout = check_layout(layout)
         self.alpha = alpha
         self.normalize_mode = normalize
         self.value_range = value_range
         self.invert = invert
-        self.percentiles = percentiles
-        self.smoothing = smoothing
-        self._bounds: tuple[float, float] | None = None
+        self.blur_percentile = blur_percentile
 
     def reset(self) -> None:
         """Forget temporal state (call at a scene cut or a new video)."""
-        self._bounds = None
+        self.normalizer.reset()
 
     def normalize(self, depth: np.ndarray) -> np.ndarray:
-        """Depth -> uint8 HxW."""
-        if self.normalize_mode == "fixed":
-            lo, hi = self.value_range
-        else:
-            lo, hi = percentile_bounds(depth, *self.percentiles)
-            if self.normalize_mode == "stable" and self._bounds is not None:
-                a = self.smoothing
-                lo, hi = (1 - a) * self._bounds[0] + a * lo, (1 - a) * self._bounds[1] + a * hi
-            self._bounds = (lo, hi)
-        gray = scale_to_uint8(depth, lo, hi)
+        """Depth -> uint8 HxW (grey 255 is near, or far with ``invert``)."""
+        gray = scale_to_uint8(depth, *self.normalizer.bounds(depth))
         return 255 - gray if self.invert else gray
 
     def render(self, depth: np.ndarray, frame_bgr: np.ndarray | None = None) -> np.ndarray:
-        """The BGR image for ``depth`` (and its input frame, for side and overlay)."""
-        return compose(frame_bgr, apply_colormap(self.normalize(depth), self.colormap), self.layout, self.alpha)
+        """The BGR image for ``depth`` (and its input frame, for side, overlay and blur)."""
+        depth_bgr = apply_colormap(self.normalize(depth), self.colormap)
+        return compose(frame_bgr, depth_bgr, self.layout, self.alpha, depth, self.blur_percentile)
 
     def cycle_colormap(self, choices: tuple[str, ...] = ("inferno", "magma", "turbo", "viridis", "gray")) -> str:
         """Switch to the next colormap in ``choices``."""

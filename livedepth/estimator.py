@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from livedepth import backends
 from livedepth import weights as weights_mod
-from livedepth.model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,25 @@ def preprocess(frame_bgr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
 
 
+def synthetic_frames(count: int = 8, height: int = 480, width: int = 640, seed: int = 0) -> list[np.ndarray]:
+    """Deterministic smooth BGR uint8 frames (gradients plus blurred noise) for int8 calibration.
+
+    They exercise the network's whole input range but are not real scenes: pass real frames
+    (``DepthEstimator(calibration=...)``) for the best int8 accuracy.
+    """
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for _ in range(count):
+        coarse = rng.uniform(0, 255, size=(rng.integers(3, 12), rng.integers(3, 12), 3)).astype(np.float32)
+        field = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)[..., None] * 96
+        detail = cv2.GaussianBlur(rng.normal(0, 40, size=(height, width, 3)).astype(np.float32), (0, 0), 1.5)
+        frames.append(np.clip(field + ramp + detail - 48, 0, 255).astype(np.uint8))
+    return frames
+
+
 def pick_device(device: str) -> torch.device:
     """The requested device, falling back to CPU with a warning when CUDA is absent."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -65,6 +84,11 @@ class DepthEstimator:
     ``predict`` returns float32 HxW inverse relative depth (larger is nearer) at the frame's
     resolution. ``size`` is the network's long side; ``keep_aspect=True`` selects the
     official keep-aspect sizing, otherwise the input is ``size x size``.
+
+    ``backend`` is ``"auto"`` (the fastest installed faithful fp32 backend: openvino, then
+    onnx, then torch), ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"int8"`` (opt-in,
+    quantized; calibrated on ``calibration`` BGR frames, synthetic frames by default). See
+    ``livedepth.backends``. A CUDA device always uses torch.
     """
 
     def __init__(
@@ -75,6 +99,8 @@ class DepthEstimator:
         threads: int | None = None,
         device: str = "cpu",
         weights_config: Mapping[str, object] | None = None,
+        backend: str = "auto",
+        calibration: Sequence[np.ndarray] | None = None,
     ) -> None:
         if size % 32:
             raise ValueError(f"size must be a multiple of 32, got {size}")
@@ -85,11 +111,41 @@ class DepthEstimator:
         self.device = pick_device(device)
         spec = weights_mod.weights_spec(weights, weights_config)
         resolved = weights_mod.resolve(spec)
-        model = build_model()
-        self.weights_sha256 = weights_mod.load_state_dict_into(model, resolved.path, spec.sha256)
         self.weights_path = resolved.path
+        self.weights_sha256 = weights_mod.verify(resolved.path, spec.sha256)
+        self._model = None
         log.info("weights: %s (%s)", resolved.path, resolved.origin)
-        self.model = model.to(self.device)
+        name = "torch" if self.device.type != "cpu" else backends.resolve_name(backend)
+        self._calibration = list(calibration) if calibration is not None else None
+        self.backend = backends.create_backend(
+            name,
+            lambda: self.model,
+            weights_sha256=self.weights_sha256,
+            weights_path=self.weights_path,
+            threads=threads,
+            calibration=self._calibration_inputs,
+        )
+        self.backend_name = name
+        log.info("backend: %s%s", name, " (auto)" if backend == "auto" else "")
+        if not getattr(self.backend, "has_exports", lambda: False)():
+            self.model  # noqa: B018 - load now: bad weights fail here, not on the first frame
+        if not keep_aspect:
+            self.backend.prepare(size, size)
+
+    @property
+    def model(self):
+        """The loaded ``MidasSmall`` (built on first use: a warm export cache does not need it)."""
+        if self._model is None:
+            from livedepth.model import build_model
+
+            model = build_model()
+            weights_mod.load_state_dict_into(model, self.weights_path, self.weights_sha256)
+            self._model = model.to(self.device)
+        return self._model
+
+    def _calibration_inputs(self, height: int, width: int) -> list[np.ndarray]:
+        frames = self._calibration if self._calibration is not None else synthetic_frames()
+        return [preprocess(frame, (height, width)) for frame in frames]
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Network input (h, w) for a frame of this size."""
@@ -102,9 +158,8 @@ class DepthEstimator:
     @torch.inference_mode()
     def infer(self, batch: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
         """Run the network on a preprocessed batch and upsample (bicubic) to ``out_hw``."""
-        x = torch.from_numpy(batch).to(self.device)
-        depth = self.model(x).unsqueeze(1)
-        depth = F.interpolate(depth, size=out_hw, mode="bicubic", align_corners=False)
+        depth = torch.from_numpy(self.backend(batch))[None, None]
+        depth = F.interpolate(depth, size=tuple(out_hw), mode="bicubic", align_corners=False)
         return depth[0, 0].float().cpu().numpy()
 
     def predict(self, frame_bgr: np.ndarray) -> np.ndarray:

@@ -1,0 +1,77 @@
+"""Every backend against the reference forward, and the seeds' loop against the live pipeline.
+
+    .venv/bin/python benchmarks/inference_bench.py [--weights PATH] [--threads 1,2] [--size 256]
+        [--reps 30] [--warmup 5] [--frames 60] [--json OUT.json]
+
+The same as ``livedepth bench --threads 1,2 --size 256 --end-to-end 60``, plus the end-to-end
+run with the int8 backend too. Without ``--weights``, the synthetic official-layout weights
+from ``tests/fixtures`` are saved once to ``$TMPDIR/livedepth-bench/`` (timings do not depend
+on the weight values; exported models are cached beside them, so later runs start warm).
+Prints the table, then the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def synthetic_weights() -> Path:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from golden import expand_synthetic_weights
+
+    path = Path(tempfile.gettempdir()) / "livedepth-bench" / "midas_v21_small_256.pt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(expand_synthetic_weights(), path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path)
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--size", default="256")
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=60, help="end-to-end frames (0: skip)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+
+    from livedepth import backends, bench
+
+    weights = args.weights or synthetic_weights()
+    threads = [int(t) for t in args.threads.split(",")]
+    report = bench.run_bench(
+        weights,
+        sizes=[bench.parse_size(s) for s in args.size.split(",")],
+        threads=threads,
+        warmup=args.warmup,
+        reps=args.reps,
+    )
+    if args.frames:
+        report["end_to_end"] = bench.end_to_end(weights, "auto", max(threads), args.frames)
+        if backends.is_available("int8"):
+            report["end_to_end_int8"] = bench.end_to_end(weights, "int8", max(threads), args.frames)
+    print(bench.format_table(report))
+    if "end_to_end_int8" in report:
+        e = report["end_to_end_int8"]
+        print(f"end to end, int8: seeds' loop {e['seeds_fps']:.1f} fps, live {e['live_fps']:.1f} fps, "
+              f"x{e['ratio']:.2f}")
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

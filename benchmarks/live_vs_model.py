@@ -1,0 +1,127 @@
+"""Live pipeline processed FPS divided by model-only FPS, same threads, same run (goal >= 0.9).
+
+    .venv/bin/python benchmarks/live_vs_model.py [--weights PATH] [--threads N] [--backend NAME]
+        [--mode on-demand|realtime] [--seconds S] [--rounds R]
+
+Model-only: ``DepthEstimator.predict`` (preprocess, network, upsample) in a loop on decoded
+frames. Live: ``LivePipeline`` on the same clip (capture thread, inference thread, colorizer
+on the main thread, no window). Rounds alternate model and live (ABBA) so both see the same
+load; the median of the per-round ratios is the robust number on a shared machine.
+``OMP_WAIT_POLICY`` defaults to PASSIVE, as in ``livedepth live``; set it in the
+environment to compare OpenMP wait policies. Without
+``--weights``, the synthetic official-layout weights from ``tests/fixtures`` are used (the
+timing does not depend on the weight values). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_clip(path: Path, seconds: float, fps: float = 30.0) -> Path:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 8)
+    for i in range(round(seconds * fps)):
+        img = background.copy()
+        cv2.circle(img, (100 + (i * 7) % 440, 240), 60, (0, 200, 255), -1)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def synthetic_weights(folder: Path) -> Path:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from golden import expand_synthetic_weights
+
+    path = folder / "midas_v21_small_256.pt"
+    torch.save(expand_synthetic_weights(), path)
+    return path
+
+
+def model_only_fps(estimator, frames, seconds: float) -> float:
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        estimator.predict(frames[count % len(frames)])
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def live_fps(estimator, clip: Path, realtime: bool, max_frames: int) -> dict:
+    from livedepth.colorize import Colorizer
+    from livedepth.pipeline import LivePipeline
+    from livedepth.sources import FileSource
+
+    pipeline = LivePipeline(FileSource(clip, realtime=realtime), estimator, Colorizer(normalize="stable"),
+                            max_frames=max_frames)
+    return pipeline.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--mode", choices=("on-demand", "realtime"), default="on-demand")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    # As `livedepth live` does (configs/desktop.toml); must happen before torch loads OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    import cv2
+
+    from livedepth.estimator import DepthEstimator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = args.weights or synthetic_weights(tmp)
+        clip = make_clip(tmp / "clip.mp4", seconds=max(30.0, 3 * args.seconds))
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        cap = cv2.VideoCapture(str(clip))
+        frames = [cap.read()[1] for _ in range(30)]
+        cap.release()
+        model_only_fps(estimator, frames, 2.0)  # warm-up
+        model, live, stats = [], [], []
+        for i in range(args.rounds):  # ABBA order, so a drifting machine load hits both alike
+            for what in ("model", "live") if i % 2 == 0 else ("live", "model"):
+                if what == "model":
+                    model.append(model_only_fps(estimator, frames, args.seconds))
+                else:
+                    frames_wanted = max(5, round((model[-1] if model else 5.0) * args.seconds))
+                    stats.append(live_fps(estimator, clip, args.mode == "realtime", frames_wanted))
+                    live.append(stats[-1]["fps_processed"])
+    ratios = sorted(lv / m for lv, m in zip(live, model))
+    m, lv = sum(model) / len(model), sum(live) / len(live)
+    print(json.dumps({
+        "backend": estimator.backend_name if hasattr(estimator, "backend_name") else "torch",
+        "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "mode": args.mode,
+        "model_fps": round(m, 2),
+        "live_fps": round(lv, 2),
+        "ratio": round(lv / m, 3),
+        "ratio_median_of_rounds": round(ratios[len(ratios) // 2], 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "inference_ms_p50": round(stats[-1]["inference_ms"]["p50"], 1),
+        "latency_ms_p50": round(stats[-1]["latency_ms"]["p50"], 1),
+        "latency_ms_p95": round(stats[-1]["latency_ms"]["p95"], 1),
+        "frames_dropped": stats[-1]["frames_dropped"],
+    }))
+
+
+if __name__ == "__main__":
+    main()

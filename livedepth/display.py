@@ -1,0 +1,119 @@
+"""The OpenCV preview window: overlay, keys, snapshots, and a safe check that a window can open."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from livedepth.errors import LivedepthError
+from livedepth.sinks import RenderedFrame
+
+log = logging.getLogger(__name__)
+
+WINDOW = "livedepth"
+NO_DISPLAY_HINT = "use --no-display, --record OUT.mp4 or --serve PORT"
+#: Opens and closes a window in a child process: Qt aborts the whole process when it cannot
+#: reach the display, so the real process must never be the first to try.
+_PROBE = "import cv2; cv2.namedWindow('livedepth-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+KEYS = {ord("q"): "quit", 27: "quit", ord("c"): "colormap", ord("l"): "layout", ord("s"): "snapshot"}
+
+
+def gui_backend() -> str:
+    """OpenCV's GUI backend from its build information ('NONE' for headless builds)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip() or "NONE"
+    return "UNKNOWN"
+
+
+def check_gui(timeout: float = 30.0) -> None:
+    """Raise a one-line :class:`LivedepthError` unless an OpenCV window can be opened here."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise LivedepthError(f"no display (DISPLAY and WAYLAND_DISPLAY are unset); {NO_DISPLAY_HINT}")
+    if gui_backend().upper() == "NONE":
+        raise LivedepthError(f"this OpenCV build has no GUI support (opencv-python-headless?); {NO_DISPLAY_HINT}")
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LivedepthError(f"opening a window timed out; {NO_DISPLAY_HINT}") from None
+    if probe.returncode != 0:
+        lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1].strip() if lines else f"exit code {probe.returncode}"
+        where = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        raise LivedepthError(f"cannot open a window on display {where} ({reason}); {NO_DISPLAY_HINT}")
+
+
+def draw_status(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``image`` with ``text`` in a dark band at the top left."""
+    out = image.copy()
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+    scale = min(0.6, (out.shape[1] - 12) / tw)  # fit the width of small frames
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(out, (0, 0), (tw + 12, th + base + 10), (0, 0, 0), -1)
+    cv2.putText(out, text, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+class DisplaySink:
+    """The preview window. ``show`` draws a frame with its status line; ``poll`` pumps events.
+
+    ``poll`` returns ``quit`` (q, Esc or the window closed), ``colormap`` (c), ``layout`` (l)
+    or ``None``; ``s`` saves the current frame (without the overlay) as a PNG in ``snapshot_dir``.
+    """
+
+    def __init__(self, title: str = WINDOW, snapshot_dir: str | Path = ".") -> None:
+        self.title = title
+        self.snapshot_dir = Path(snapshot_dir)
+        self.snapshots: list[Path] = []
+        self._last: RenderedFrame | None = None
+        self._opened = False
+
+    def write(self, frame: RenderedFrame) -> None:
+        self.show(frame, "")
+
+    def show(self, frame: RenderedFrame, status: str) -> None:
+        if not self._opened:
+            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+            self._opened = True
+        self._last = frame
+        cv2.imshow(self.title, draw_status(frame.image, status) if status else frame.image)
+
+    def poll(self) -> str | None:
+        if not self._opened:
+            return None
+        key = cv2.waitKey(1)
+        if key != -1:
+            action = KEYS.get(key & 0xFF)
+            if action == "snapshot":
+                self.snapshot()
+                return None
+            return action
+        if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            return "quit"
+        return None
+
+    def snapshot(self) -> Path | None:
+        """Save the last shown frame as ``livedepth-<time>-<frame id>.png``."""
+        if self._last is None:
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.snapshot_dir / f"livedepth-{stamp}-{self._last.frame_id:06d}.png"
+        if not cv2.imwrite(str(path), self._last.image):
+            log.warning("could not write snapshot %s", path)
+            return None
+        self.snapshots.append(path)
+        log.info("snapshot: %s", path)
+        return path
+
+    def close(self) -> None:
+        if self._opened:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+            self._opened = False

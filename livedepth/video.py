@@ -1,0 +1,338 @@
+"""Video files with PyAV: probing, generator readers and an H.264 mp4 writer that keeps timestamps."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from livedepth.errors import LivedepthError
+
+log = logging.getLogger(__name__)
+
+#: mp4 muxer flags: a fragment per keyframe, written (and flushed) as soon as it is complete,
+#: so a killed process leaves a file that plays up to its last complete fragment. ``delay_moov``
+#: (instead of ``empty_moov``) writes the header with the first fragment, so it can hold an edit
+#: list: a video that does not start at pts 0, and audio encoder delay (AAC priming), keep their
+#: timestamps.
+FRAGMENTED_MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof"
+#: Named layouts for audio that only says how many channels it has.
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds, as read from its container."""
+
+    width: int
+    height: int
+    fps: float  # average frame rate; 30000/1001 stays 29.97002997...
+    time_base: Fraction  # the video stream's time base; pts are in these units
+    frame_count: int | None  # from the container header, None when the header does not say
+    duration: float | None  # seconds, None when unknown
+    codec: str
+    audio_codec: str | None  # the first audio stream's codec, None without audio
+
+    @property
+    def rate(self) -> Fraction:
+        """The average frame rate as an exact fraction (falls back to 1/time_base bounds)."""
+        return Fraction(self.fps).limit_denominator(1_000_000) if self.fps > 0 else Fraction(30)
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded video frame: its index in decode order, its pts and its BGR pixels."""
+
+    index: int
+    pts: int
+    image: np.ndarray
+
+
+@dataclass
+class DecodeReport:
+    """How decoding went: frames decoded, packets the decoder rejected, an early end of data."""
+
+    decoded: int = 0
+    failed_packets: int = 0
+    expected: int | None = None
+    read_error: str | None = None
+
+    @property
+    def skipped(self) -> int:
+        """Frames the file should hold but that could not be decoded (a lower bound)."""
+        missing = self.expected - self.decoded if self.expected else 0
+        return max(missing, self.failed_packets, 0)
+
+    @property
+    def damaged(self) -> bool:
+        """True when frames were lost or the data ended early."""
+        return self.skipped > 0 or self.read_error is not None
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """Open a media file for reading, or raise a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise LivedepthError(f"input not found: {path}")
+    try:
+        return av.open(str(path), "r")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise LivedepthError(f"cannot read {path}: not a video file ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+
+
+def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
+    if not container.streams.video:
+        kind = "audio-only" if container.streams.audio else "no video stream"
+        raise LivedepthError(f"no video in {path} ({kind})")
+    return container.streams.video[0]
+
+
+def _info(container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    return VideoInfo(
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=float(rate) if rate else 0.0,
+        time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000),
+        frame_count=stream.frames or None,
+        duration=duration,
+        codec=stream.codec_context.name,
+        audio_codec=audio,
+    )
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """The :class:`VideoInfo` of a file; a one-line error when it has no video."""
+    with open_input(path) as container:
+        return _info(container, _video_stream(container, path))
+
+
+def demux(
+    path: str | Path, audio: bool = True, report: DecodeReport | None = None
+) -> Iterator[DecodedFrame | av.Packet]:
+    """Yield decoded video frames and, with ``audio``, the first audio stream's packets, in file order.
+
+    Packets the decoder rejects are counted in ``report.failed_packets`` and skipped; a read
+    error (damaged data) flushes the decoder, stops, and sets ``report.read_error``. Frames without a pts, or with
+    a pts not after the previous one, get the previous pts plus one (logged once).
+    """
+    report = report if report is not None else DecodeReport()
+    with open_input(path) as container:
+        video = _video_stream(container, path)
+        video.thread_type = "AUTO"
+        report.expected = video.frames or None
+        streams = [video]
+        audio_stream = container.streams.audio[0] if audio and container.streams.audio else None
+        if audio_stream is not None:
+            streams.append(audio_stream)
+        last_pts: int | None = None
+        fixed = False
+        packets = container.demux(*streams)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.FFmpegError, EOFError) as exc:
+                report.read_error = _reason(exc)
+                packet = None  # flush the frames the decoder still holds, then stop
+            if packet is not None and packet.stream is not video:
+                if packet.size:
+                    yield packet
+                continue
+            try:
+                frames = video.codec_context.decode(packet if packet is not None and packet.size else None)
+            except av.FFmpegError:
+                report.failed_packets += 1
+                frames = []
+            for frame in frames:
+                pts = frame.pts
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    pts = 0 if last_pts is None else last_pts + 1
+                    if not fixed:
+                        log.warning("%s: missing or non-increasing frame timestamps; numbering them", path)
+                        fixed = True
+                last_pts = pts
+                yield DecodedFrame(report.decoded, pts, frame.to_ndarray(format="bgr24"))
+                report.decoded += 1
+            if report.read_error is not None:
+                break
+
+
+def read_frames(path: str | Path) -> Iterator[DecodedFrame]:
+    """Yield every decodable video frame of ``path`` (BGR uint8) with its pts."""
+    yield from demux(path, audio=False)  # type: ignore[misc]
+
+
+def read_audio_packets(path: str | Path) -> Iterator[av.Packet]:
+    """Yield the first audio stream's packets (none if there is no audio)."""
+    with open_input(path) as container:
+        if not container.streams.audio:
+            return
+        for packet in container.demux(container.streams.audio[0]):
+            if packet.size:
+                yield packet
+
+
+def mp4_can_carry(stream: av.AudioStream, fmt: str = "mp4") -> bool:
+    """Whether the ``fmt`` muxer accepts ``stream``'s codec as a stream copy."""
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe_out:
+            probe_out.add_stream_from_template(stream)
+            probe_out.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+
+
+class VideoWriter:
+    """H.264 yuv420p video (mp4 by default) that keeps the caller's ``time_base`` and ``pts``.
+
+    The mp4 is fragmented by default (a fragment per keyframe, about one per second, flushed
+    at once) so a killed process leaves a playable file. B-frames are off, so every frame's
+    pts is written as given and reads back unchanged. Odd sizes are padded by one pixel of
+    black on the right/bottom, because yuv420p needs even sizes. ``audio_template`` is an input
+    audio stream: its packets, passed to :meth:`mux_audio`, are copied unchanged, or re-encoded
+    to AAC when the container cannot carry the codec.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        rate: Fraction | float,
+        *,
+        codec: str = "libx264",
+        crf: int = 20,
+        preset: str = "veryfast",
+        fragmented: bool = True,
+        audio_template: av.AudioStream | None = None,
+        format: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        self._closed = False
+        self._last_pts: int | None = None
+        self._resampler: av.AudioResampler | None = None
+        self._pad = (width % 2, height % 2)
+        if any(self._pad):
+            log.info("padding %dx%d to %dx%d with black (yuv420p needs even sizes)",
+                     width, height, width + self._pad[0], height + self._pad[1])
+        time_base = Fraction(time_base)
+        rate = Fraction(rate).limit_denominator(1_000_000) if rate else Fraction(30)
+        fmt = format or {".mov": "mov", ".mkv": "matroska"}.get(self.path.suffix.lower(), "mp4")
+        options: dict[str, str] = {}
+        if fmt in ("mp4", "mov"):
+            if fragmented:
+                options.update(movflags=FRAGMENTED_MOVFLAGS, flush_packets="1", avoid_negative_ts="disabled")
+            if time_base.numerator == 1:
+                options["video_track_timescale"] = str(time_base.denominator)
+        try:
+            self._container = av.open(str(self.path), "w", format=fmt, options=options)
+        except (av.FFmpegError, OSError) as exc:
+            raise LivedepthError(f"cannot write {self.path}: {_reason(exc)}") from None
+        try:
+            gop = max(1, round(float(rate)))
+            self._video = self._container.add_stream(codec, rate=rate)
+            self._video.width = width + self._pad[0]
+            self._video.height = height + self._pad[1]
+            self._video.pix_fmt = "yuv420p"
+            self._video.time_base = time_base
+            self._video.codec_context.time_base = time_base
+            self._video.codec_context.gop_size = gop
+            self._video.codec_context.max_b_frames = 0
+            if codec == "libx264":
+                self._video.options = {"crf": str(crf), "preset": preset, "bf": "0"}
+            self._audio, self._audio_decoder = self._add_audio(audio_template, fmt)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _add_audio(self, template: av.AudioStream | None, fmt: str):
+        if template is None:
+            return None, None
+        if mp4_can_carry(template, fmt):
+            return self._container.add_stream_from_template(template), None
+        ctx = template.codec_context
+        log.warning("%s cannot carry %s audio; re-encoding it to AAC", fmt, ctx.name)
+        decoder = av.CodecContext.create(ctx.name, "r")
+        decoder.extradata = ctx.extradata
+        decoder.sample_rate, decoder.layout, decoder.format = ctx.sample_rate, ctx.layout, ctx.format
+        layout = ctx.layout
+        if layout.name.endswith("channels"):  # no channel order: AAC wants a named layout
+            layout = _DEFAULT_LAYOUTS.get(layout.nb_channels, "stereo")
+        stream = self._container.add_stream("aac", rate=ctx.sample_rate)
+        stream.layout = layout
+        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=ctx.sample_rate)
+        return stream, decoder
+
+    def _encode_audio(self, frames: list) -> None:
+        for frame in frames:
+            for resampled in self._resampler.resample(frame):
+                resampled.pts = None
+                self._container.mux(self._audio.encode(resampled))
+
+    def write(self, image_bgr: np.ndarray, pts: int) -> None:
+        """Encode one BGR uint8 frame at ``pts`` (``time_base`` units, strictly increasing)."""
+        if image_bgr.shape[:2] != (self.height, self.width):
+            got = f"{image_bgr.shape[1]}x{image_bgr.shape[0]}"
+            raise ValueError(f"frame is {got}, writer is {self.width}x{self.height}")
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
+        if any(self._pad):
+            image_bgr = np.pad(image_bgr, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = pts
+        frame.time_base = self._video.time_base
+        self._container.mux(self._video.encode(frame))
+        self._last_pts = pts
+        self.frames_written += 1
+
+    def mux_audio(self, packet: av.Packet) -> None:
+        """Copy one packet of the template's audio stream (or re-encode it to AAC)."""
+        if self._audio is None:
+            return
+        if self._audio_decoder is None:
+            packet.stream = self._audio
+            self._container.mux(packet)
+            return
+        self._encode_audio(self._audio_decoder.decode(packet))
+
+    def close(self) -> None:
+        """Flush the encoders and close the file (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.mux(self._video.encode(None))
+            if self._audio_decoder is not None:
+                self._encode_audio([*self._audio_decoder.decode(None), None])
+                self._container.mux(self._audio.encode(None))
+        finally:
+            self._container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

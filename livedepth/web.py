@@ -1,0 +1,626 @@
+"""Web preview: the live depth stream as MJPEG, live stats, layout controls and photo uploads.
+
+Built on the standard library's ``ThreadingHTTPServer``: one thread per connection, which is
+what an MJPEG stream needs (each client blocks in its own ``send``), and no extra dependency
+to install on a Raspberry Pi. The pipeline only ever hands the newest frame to a
+:class:`FrameHub`; each stream client sends the newest JPEG when it is ready for one, so a
+slow client skips frames and never slows the pipeline or the other clients.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import select
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from urllib.parse import parse_qs, quote, urlsplit
+
+import cv2
+import numpy as np
+
+from livedepth.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
+from livedepth.errors import LivedepthError
+from livedepth.sinks import RenderedFrame
+
+log = logging.getLogger(__name__)
+
+#: Colormaps offered by the page (any OpenCV name works through the API).
+PAGE_COLORMAPS = ("inferno", "magma", "plasma", "turbo", "viridis", "jet", "bone", "gray")
+BOUNDARY = "livedepthframe"
+
+
+@dataclass
+class WebOptions:
+    """Settings of the web server (``[web]`` in a config; flags override)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    no_auth: bool = False
+    max_clients: int = 8  # concurrent /stream.mjpg viewers
+    jpeg_quality: int = 80
+    stream_fps: float = 0.0  # per-client stream rate cap; 0 = every new frame
+    client_timeout: float = 10.0  # seconds a client may stall a send or idle on keep-alive
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_pixels: int = 50_000_000
+    upload_max_side: int = 1920  # uploads larger than this are scaled down before inference
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (only these are served without a token)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None, no_auth: bool) -> None:
+    """Refuse a non-loopback address without a token unless ``no_auth`` says so explicitly."""
+    if token is not None and not token:
+        raise LivedepthError("--token must not be empty")
+    if is_loopback(host) or token:
+        return
+    if not no_auth:
+        raise LivedepthError(
+            f"serving on {host or 'all interfaces'} needs --token TOKEN (or --no-auth to allow anyone on the network)"
+        )
+    log.warning("serving on %s with no token: anyone who can reach this port sees the camera", host or "*")
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port)."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep:
+        host = default_host
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise LivedepthError(f"--serve needs [HOST:]PORT, got {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise LivedepthError(f"port out of range: {number}")
+    return host, number
+
+
+# --- frames ----------------------------------------------------------------------------------
+
+
+class FrameHub:
+    """The newest rendered frame, JPEG-encoded at most once, on demand, for all clients."""
+
+    def __init__(self, jpeg_quality: int = 80) -> None:
+        self.jpeg_quality = int(jpeg_quality)
+        self._cond = threading.Condition()
+        self._image: np.ndarray | None = None
+        self._seq = 0
+        self._closed = False
+        self._encode_lock = threading.Lock()
+        self._jpeg: bytes | None = None
+        self._jpeg_seq = 0
+
+    def publish(self, image: np.ndarray) -> None:
+        """Make ``image`` (BGR uint8) the newest frame; never blocks on clients."""
+        with self._cond:
+            self._image = image
+            self._seq += 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Wake every waiting client so that it ends."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def seq(self) -> int:
+        """Number of frames published so far."""
+        return self._seq
+
+    def wait_newer(self, seq: int, timeout: float) -> bool:
+        """Wait until a frame newer than ``seq`` exists; False on timeout or close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > seq or self._closed, timeout)
+            return self._seq > seq and not self._closed
+
+    def jpeg(self) -> tuple[int, bytes] | None:
+        """(seq, JPEG) of the newest frame, or None before the first frame."""
+        with self._encode_lock:
+            with self._cond:
+                image, seq = self._image, self._seq
+            if image is None:
+                return None
+            if seq != self._jpeg_seq:
+                ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+                if not ok:
+                    raise RuntimeError("JPEG encoding failed")
+                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
+            return self._jpeg_seq, self._jpeg
+
+
+class LockedEstimator:
+    """A DepthEstimator shared by the live pipeline and photo uploads: one inference at a time."""
+
+    def __init__(self, estimator) -> None:
+        self.estimator = estimator
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        return getattr(self.estimator, name)
+
+    def infer(self, batch: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+        with self.lock:
+            return self.estimator.infer(batch, out_hw)
+
+    def predict(self, frame_bgr: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.estimator.predict(frame_bgr)
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+class HTTPError(Exception):
+    """A request we refuse, with its status code and a one-line reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, WebP or BMP header, without decoding; None if unknown."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:2] == b"\xff\xd8":
+            i = 2
+            while i + 9 <= len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                if marker == 0xFF:
+                    i += 1
+                elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
+                    i += 2
+                elif marker in _JPEG_SOF:
+                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                    return w, h
+                else:
+                    i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+            return None
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+            if chunk == b"VP8L":
+                bits = struct.unpack("<I", data[21:25])[0]
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8X":
+                return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+            return None
+        if data[:2] == b"BM":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+    except struct.error:
+        return None
+    return None
+
+
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """Check the header's pixel count before decoding, then decode for real (BGR uint8)."""
+    size = image_size(data)
+    if size is None:
+        raise HTTPError(415, "not a PNG, JPEG, WebP or BMP image")
+    w, h = size
+    if w * h > max_pixels:
+        raise HTTPError(413, f"image too large: {w}x{h} is over {max_pixels} pixels")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[1] != w or image.shape[0] != h:
+        raise HTTPError(400, "cannot decode the image (corrupt or truncated)")
+    return image
+
+
+def _multipart_file(body: bytes, content_type: str) -> bytes:
+    """The first file part of a ``multipart/form-data`` body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
+    )
+    for part in message.iter_parts():
+        if part.get_filename() is not None or part.get_content_maintype() == "image":
+            return part.get_payload(decode=True) or b""
+    raise HTTPError(400, "no file in the upload form")
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+def _finite(value):
+    """JSON-safe stats: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection; a connection that fails is logged at debug level, not printed."""
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class WebServer:
+    """The HTTP server. ``start()`` serves on a background thread; ``close()`` ends it.
+
+    ``stats`` and ``colorizer`` are callables giving the live pipeline's stats snapshot and its
+    current colorizer (both None without a live source); ``estimator`` serves photo uploads.
+    """
+
+    def __init__(
+        self,
+        options: WebOptions,
+        *,
+        estimator=None,
+        stats=None,
+        colorizer=None,
+    ) -> None:
+        check_bind(options.host, options.token, options.no_auth)
+        self.options = options
+        self.hub = FrameHub(options.jpeg_quality)
+        self.estimator = estimator
+        self.stats = stats
+        self.colorizer = colorizer
+        self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
+        self._clients = 0
+        self._clients_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._page = resources.files("livedepth").joinpath("static/index.html").read_bytes()
+        server_class = _Server6 if ":" in options.host else _Server
+        try:
+            self.httpd = server_class((options.host, options.port), _Handler)
+        except OSError as exc:
+            raise LivedepthError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
+        self.httpd.app = self
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    @property
+    def live(self) -> bool:
+        return self.stats is not None
+
+    @property
+    def stream_clients(self) -> int:
+        return self._clients
+
+    def url(self) -> str:
+        """The page's address, with the token if there is one."""
+        host = self.options.host
+        shown = socket.gethostname() if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        query = f"?token={quote(self.options.token, safe='')}" if self.options.token else ""
+        return f"http://{shown}:{self.port}/{query}"
+
+    def start(self) -> WebServer:
+        """Serve on a daemon thread."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="livedepth-web", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until ``close()`` from another thread (or Ctrl+C)."""
+        self.httpd.serve_forever()
+
+    def close(self) -> None:
+        """Stop serving, end the streams and free the port (idempotent)."""
+        self.hub.close()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.httpd.server_close()
+
+    def attach(self, pipeline) -> None:
+        """Serve ``pipeline``'s stats and let the page change its colorizer."""
+        self.stats = pipeline.stats.snapshot
+        self.colorizer = lambda: pipeline.colorizer
+
+    # -- handlers (called from _Handler on a connection thread) ------------------------------
+
+    def check_token(self, supplied: str | None) -> None:
+        token = self.options.token
+        if not token:
+            return
+        if supplied is None:
+            raise HTTPError(401, "missing token: add ?token=TOKEN to the address")
+        if not hmac.compare_digest(supplied.encode(), token.encode()):
+            raise HTTPError(403, "wrong token")
+
+    def settings(self) -> dict:
+        colorizer = self.colorizer() if self.colorizer is not None else None
+        return {
+            "live": self.live,
+            "layout": colorizer.layout if colorizer else "depth",
+            "colormap": colorizer.colormap if colorizer else "inferno",
+            "layouts": list(LAYOUTS),
+            "colormaps": list(PAGE_COLORMAPS),
+            "upload": self.estimator is not None,
+            "max_upload_bytes": self.options.max_upload_bytes,
+        }
+
+    def change_settings(self, values: dict) -> dict:
+        if self.colorizer is None:
+            raise HTTPError(404, "no live stream to change")
+        try:
+            layout = check_layout(str(values["layout"])) if "layout" in values else None
+            colormap = check_colormap(str(values["colormap"])) if "colormap" in values else None
+        except LivedepthError as exc:
+            raise HTTPError(400, str(exc)) from None
+        colorizer = self.colorizer()
+        if layout:
+            colorizer.layout = layout
+        if colormap:
+            colorizer.colormap = colormap
+        return self.settings()
+
+    def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
+        if self.estimator is None:
+            raise HTTPError(503, "no model loaded")
+        try:
+            colorizer = Colorizer(colormap=colormap, layout=layout, normalize="frame")
+        except LivedepthError as exc:
+            raise HTTPError(400, str(exc)) from None
+        image = decode_upload(data, self.options.max_upload_pixels)
+        h, w = image.shape[:2]
+        limit = self.options.upload_max_side
+        if max(h, w) > limit:
+            scale = limit / max(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        depth = self.estimator.predict(image)
+        ok, buf = cv2.imencode(".png", colorizer.render(depth, image))
+        if not ok:
+            raise RuntimeError("PNG encoding failed")
+        return buf.tobytes()
+
+    def stream_slot(self) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        with self._clients_lock:
+            self._clients += 1
+        return True
+
+    def release_slot(self) -> None:
+        with self._clients_lock:
+            self._clients -= 1
+        self._slots.release()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes one connection's requests to the :class:`WebServer` (HTTP/1.1 keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "livedepth"
+    sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.app.options.client_timeout
+        super().setup()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        app: WebServer = self.server.app
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        routes = {
+            ("GET", "/"): self._page,
+            ("GET", "/index.html"): self._page,
+            ("GET", "/stream.mjpg"): self._stream,
+            ("GET", "/snapshot.jpg"): self._snapshot,
+            ("GET", "/stats"): self._stats,
+            ("GET", "/settings"): self._settings,
+            ("POST", "/settings"): self._settings,
+            ("POST", "/depth"): self._depth,
+        }
+        try:
+            app.check_token(query.get("token") or self._header_token())
+            route = routes.get(("GET" if method == "HEAD" else method, url.path))
+            if route is None:
+                if any(path == url.path for _, path in routes):
+                    raise HTTPError(405, f"{method} not allowed on {url.path}")
+                raise HTTPError(404, f"not found: {url.path}")
+            route(app, query)
+        except HTTPError as exc:
+            self._send_error(exc.status, str(exc))
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+        except Exception:  # noqa: BLE001 - never a traceback in a response
+            log.exception("web request %s %s failed", method, url.path)
+            self._send_error(500, "internal error (see the server's log)")
+
+    def _header_token(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return self.headers.get("X-Livedepth-Token")
+
+    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_error(self, status: int, message: str) -> None:
+        try:
+            self._send(status, f"error: {message}\n".encode(), "text/plain; charset=utf-8")
+        except OSError:
+            self.close_connection = True
+
+    def _send_json(self, data: dict) -> None:
+        self._send(200, json.dumps(_finite(data)).encode(), "application/json")
+
+    def _read_body(self, limit: int) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            raise HTTPError(411, "the upload needs a Content-Length")
+        if int(length) > limit:
+            self.close_connection = True  # the unread body must not be parsed as a request
+            raise HTTPError(413, f"upload too large: {int(length)} bytes, the limit is {limit}")
+        return self.rfile.read(int(length))
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _page(self, app: WebServer, query: dict) -> None:
+        self._send(200, app._page, "text/html; charset=utf-8")
+
+    def _stats(self, app: WebServer, query: dict) -> None:
+        stats = app.stats() if app.stats is not None else {}
+        self._send_json({**stats, "live": app.live, "stream_clients": app.stream_clients})
+
+    def _settings(self, app: WebServer, query: dict) -> None:
+        if self.command == "POST":
+            body = self._read_body(4096)
+            try:
+                values = json.loads(body or b"{}") if body.strip() else dict(query)
+            except ValueError:
+                raise HTTPError(400, "settings must be a JSON object") from None
+            if not isinstance(values, dict):
+                raise HTTPError(400, "settings must be a JSON object")
+            self._send_json(app.change_settings(values))
+        else:
+            self._send_json(app.settings())
+
+    def _depth(self, app: WebServer, query: dict) -> None:
+        body = self._read_body(app.options.max_upload_bytes)
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            body = _multipart_file(body, content_type)
+        png = app.depth_png(body, query.get("layout", "depth"), query.get("colormap", "inferno"))
+        self._send(200, png, "image/png")
+
+    def _snapshot(self, app: WebServer, query: dict) -> None:
+        if not app.live:
+            raise HTTPError(404, "no live stream (started without a camera or input)")
+        newest = app.hub.jpeg()
+        if newest is None:
+            raise HTTPError(503, "no frame yet")
+        self._send(200, newest[1], "image/jpeg")
+
+    def _stream(self, app: WebServer, query: dict) -> None:
+        if not app.live:
+            raise HTTPError(404, "no live stream (started without a camera or input)")
+        if not app.stream_slot():
+            raise HTTPError(503, f"too many viewers (limit {app.options.max_clients})")
+        try:
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            self._stream_frames(app.hub, app.options.stream_fps)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
+            pass  # the viewer left or stalled past client_timeout
+        finally:
+            app.release_slot()
+
+    def _stream_frames(self, hub: FrameHub, max_fps: float) -> None:
+        sent = 0
+        interval = 1.0 / max_fps if max_fps > 0 else 0.0
+        next_at = 0.0
+        while not hub.closed and not self._peer_closed():
+            if not hub.wait_newer(sent, timeout=0.5):
+                continue
+            if interval:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at = time.monotonic() + interval
+            newest = hub.jpeg()
+            if newest is None:
+                continue
+            sent, data = newest
+            head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+            self.wfile.write(head.encode() + data + b"\r\n")
+
+
+    def _peer_closed(self) -> bool:
+        """True once the viewer has closed its end (so its slot is freed without waiting for a send to fail)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+        except ValueError:  # a descriptor beyond select's limit: rely on the next send failing
+            return False
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+
+class WebSink:
+    """Live-pipeline output stage that publishes every shown frame to a :class:`WebServer`."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def attach(self, pipeline) -> None:
+        """Serve ``pipeline``: its stats, its colorizer, and its estimator (under a lock) for uploads."""
+        if not isinstance(pipeline.estimator, LockedEstimator):
+            pipeline.estimator = LockedEstimator(pipeline.estimator)
+        self.server.estimator = pipeline.estimator
+        self.server.attach(pipeline)
+        self.server.start()
+
+    def write(self, frame: RenderedFrame) -> None:
+        self.server.hub.publish(frame.image)
+
+    def close(self) -> None:
+        self.server.close()

@@ -1,0 +1,110 @@
+"""The ``livedepth live`` command and ``run_live.py`` in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import av
+from cli_helpers import ROOT, assert_one_line_error, run_cli
+from live_helpers import free_port, make_clip
+
+STATS_KEYS = {
+    "frames_captured", "frames_processed", "frames_dropped", "frames_shown", "duplicates_processed",
+    "fps_processed", "fps_captured", "latency_ms", "inference_ms", "wall_s",
+}
+NO_DISPLAY = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
+
+
+def test_missing_camera_is_one_line_exit_2(weights_pt):
+    proc = run_cli("live", "--camera", "97", "--no-display", "--weights", str(weights_pt))
+    assert_one_line_error(proc, "cannot open camera 97")
+
+
+def test_no_display_says_so_and_suggests_alternatives(weights_pt):
+    proc = run_cli("live", "--camera", "0", "--weights", str(weights_pt), env=NO_DISPLAY)
+    assert_one_line_error(proc, "no display")
+    assert "--no-display" in proc.stderr and "--record" in proc.stderr and "--serve" in proc.stderr
+
+
+def test_unreachable_stream_is_one_line_error(weights_pt):
+    url = f"http://127.0.0.1:{free_port()}/stream.mjpg"
+    proc = run_cli("live", "--input", url, "--no-display", "--weights", str(weights_pt))
+    assert_one_line_error(proc, "cannot open stream")
+
+
+def test_file_run_writes_stats_and_a_playable_recording(tmp_path, weights_pt):
+    clip = make_clip(tmp_path / "clip.mp4", 30, 25.0)
+    stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
+    proc = run_cli("live", "--input", str(clip), "--no-display", "--max-frames", "6", "--threads", "1",
+                   "--layout", "side", "--record", str(out), "--stats", str(stats_path),
+                   "--weights", str(weights_pt))
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(stats_path.read_text())
+    assert set(stats) == STATS_KEYS and set(stats["latency_ms"]) == {"p50", "p95"}
+    assert stats["frames_processed"] == stats["frames_shown"] == 6
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (320, 120)
+
+
+def test_run_live_py_is_the_same_command_and_config_is_overridden_by_flags(tmp_path, weights_pt):
+    clip = make_clip(tmp_path / "clip.mp4", 40, 25.0)
+    config = tmp_path / "my.toml"
+    config.write_text('[live]\nrealtime = true\nthreads = 1\n[render]\nlayout = "side"\n')
+    stats_path = tmp_path / "s.json"
+    out = tmp_path / "o.mp4"
+    proc = subprocess.run(
+        [sys.executable, "run_live.py", "--input", str(clip), "--no-display", "--config", str(config),
+         "--layout", "depth", "--record", str(out), "--stats", str(stats_path), "--weights", str(weights_pt)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **NO_DISPLAY},
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames_captured"] == 40
+    assert stats["frames_processed"] + stats["frames_dropped"] == 40
+    assert 1.2 <= stats["wall_s"] <= 20  # realtime from the config: paced, not decoded flat out
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].width == 160  # --layout depth beat the config's side
+
+
+def test_sigterm_stops_cleanly_with_stats_and_a_playable_file(tmp_path, weights_pt):
+    clip = make_clip(tmp_path / "long.mp4", 750, 25.0)  # 30 s, stopped long before the end
+    stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedepth", "live", "--input", str(clip), "--realtime", "--no-display",
+         "--threads", "1", "--record", str(out), "--stats", str(stats_path), "--weights", str(weights_pt)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.stat().st_size > 2000) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "terminated" in stderr
+    stats = json.loads(stats_path.read_text())
+    assert 0 < stats["frames_captured"] < 750
+    with av.open(str(out)) as container:
+        assert len(list(container.decode(video=0))) == stats["frames_shown"]
+
+
+def test_opencv_without_gui_is_explained(monkeypatch):
+    from livedepth import display
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(display.cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
+    assert display.gui_backend() == "NONE"
+    try:
+        display.check_gui()
+    except display.LivedepthError as exc:
+        assert "no GUI support" in str(exc) and "--no-display" in str(exc)
+    else:
+        raise AssertionError("check_gui must refuse a headless OpenCV build")

@@ -1,0 +1,112 @@
+"""Sources and the newest-frame holder, with real threads, real files and a real HTTP stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from live_helpers import free_port, kill, make_clip, start_mjpeg_server
+
+from livedepth.errors import LivedepthError
+from livedepth.sources import CameraSource, CaptureThread, FileSource, Frame, LatestFrame, StreamSource, open_source
+
+
+def test_latest_frame_never_hands_out_a_frame_twice_and_counts_drops():
+    holder = LatestFrame()
+    taken: list[int] = []
+    total = 400
+
+    def consume():
+        while (frame := holder.take(timeout=5)) is not None:
+            taken.append(frame.frame_id)
+            time.sleep(0.002)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    for i in range(total):
+        holder.put(Frame(np.zeros((1, 1, 3), np.uint8), i, time.monotonic()))
+        if i % 7 == 0:
+            time.sleep(0.001)
+    holder.close()
+    consumer.join(10)
+    assert not consumer.is_alive()
+    assert taken == sorted(set(taken)), "ids must strictly increase"
+    assert taken[-1] == total - 1, "the newest frame must reach the consumer"
+    assert len(taken) + holder.dropped == total
+    assert holder.dropped > 0
+
+
+def test_file_on_demand_decodes_only_when_asked(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", 12, 25.0)
+    source = FileSource(clip)
+    assert not source.paced
+    holder, stop = LatestFrame(), threading.Event()
+    capture = CaptureThread(source, holder, stop)
+    capture.start()
+    time.sleep(0.3)
+    assert capture.captured == 0, "nothing is decoded before inference asks"
+    ids = []
+    while (frame := holder.take(timeout=5)) is not None:
+        ids.append(frame.frame_id)
+        time.sleep(0.02)  # a consumer slower than the decoder: still nothing is dropped
+    capture.join(5)
+    assert ids == list(range(12)) and holder.dropped == 0 and capture.error is None
+
+
+def test_realtime_file_is_paced_at_its_float_frame_rate(tmp_path):
+    clip = make_clip(tmp_path / "slow.mp4", 6, 2.5)
+    source = FileSource(clip, realtime=True)
+    assert source.paced and source.fps == pytest.approx(2.5)
+    holder, stop = LatestFrame(), threading.Event()
+    capture = CaptureThread(source, holder, stop)
+    stamps = []
+    capture.start()
+    while (frame := holder.take(timeout=5)) is not None:
+        stamps.append(frame.captured_at)
+    capture.join(5)
+    assert len(stamps) == 6
+    span = stamps[-1] - stamps[0]
+    # 5 intervals of 0.4 s = 2.0 s; int(fps) pacing would give 2.5 s.
+    assert 1.9 <= span <= 2.3, span
+
+
+def test_missing_camera_is_a_one_line_error():
+    with pytest.raises(LivedepthError, match="cannot open camera 97"):
+        CameraSource(97)
+
+
+def test_missing_file_and_unreachable_url_are_errors(tmp_path):
+    with pytest.raises(LivedepthError, match="input not found"):
+        open_source(input=str(tmp_path / "nope.mp4"))
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(LivedepthError, match="cannot read video"):
+        open_source(input=str(tmp_path / "junk.mp4"))
+    with pytest.raises(LivedepthError, match="cannot open stream"):
+        StreamSource(f"http://127.0.0.1:{free_port()}/x.mjpg", io_timeout=2)
+
+
+def test_mjpeg_stream_reconnects_then_gives_up_with_a_clear_error():
+    port = free_port()
+    server = start_mjpeg_server(port)
+    stop = threading.Event()
+    try:
+        source = StreamSource(f"http://127.0.0.1:{port}/stream.mjpg", reconnect_timeout=20, io_timeout=2)
+        assert source.read(stop).shape == (120, 160, 3)
+        for _ in range(5):
+            assert source.read(stop) is not None
+        kill(server)  # the stream drops mid-run
+        server = start_mjpeg_server(port)
+        for _ in range(5):
+            assert source.read(stop) is not None
+        assert source.reconnects >= 1
+    finally:
+        kill(server)
+    source.reconnect_timeout = 2
+    started = time.monotonic()
+    with pytest.raises(LivedepthError, match="lost; no frames for 2 s, giving up"):
+        while True:
+            source.read(stop)
+    assert time.monotonic() - started < 15
+    source.release()

@@ -1,0 +1,397 @@
+"""The web preview over real HTTP: MJPEG stream, snapshot, stats, settings, uploads, limits, tokens."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from livedepth.colorize import Colorizer
+from livedepth.errors import LivedepthError
+from livedepth.estimator import DepthEstimator
+from livedepth.pipeline import LivePipeline
+from livedepth.sources import Source
+from livedepth.web import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, image_size, parse_address
+
+FIXTURE_PNG = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
+
+
+class SyntheticSource(Source):
+    """A camera-like source: a bright disc moving over a gradient, optionally paced at ``fps``."""
+
+    name = "synthetic"
+
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0, frames: int | None = None,
+                 paced: bool = True) -> None:
+        self.width, self.height, self._fps, self.frames, self.paced = width, height, fps, frames, paced
+        self.count = 0
+        self._next = time.monotonic()
+        ramp = np.linspace(0, 200, width, dtype=np.uint8)
+        self._base = np.repeat(np.repeat(ramp[None, :, None], height, 0), 3, 2)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def read(self, stop: threading.Event) -> np.ndarray | None:
+        if self.frames is not None and self.count >= self.frames:
+            return None
+        if self.paced:
+            self._next += 1.0 / self._fps
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                stop.wait(delay)
+        image = self._base.copy()
+        x = int(self.count * 7) % self.width
+        cv2.circle(image, (x, self.height // 2), self.height // 5, (255, 255, 255), -1)
+        self.count += 1
+        return image
+
+
+@contextmanager
+def running_pipeline(
+    estimator, source: Source, options: WebOptions, **kwargs
+) -> Iterator[tuple[LivePipeline, WebServer]]:
+    """A real LivePipeline with a WebSink, run on a background thread."""
+    server = WebServer(options)
+    sink = WebSink(server)
+    pipeline = LivePipeline(source, estimator, Colorizer(normalize="stable"), [sink], handle_signals=False, **kwargs)
+    sink.attach(pipeline)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pipeline.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield pipeline, server
+    finally:
+        pipeline.stop()
+        thread.join(30)
+        server.close()
+    assert not thread.is_alive()
+    assert not errors, errors
+
+
+def get(port: int, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def read_mjpeg_frames(port: int, count: int, path: str = "/stream.mjpg") -> list[bytes]:
+    """Read ``count`` parts of the multipart stream with a raw socket, checking the framing."""
+    frames = []
+    for frame in mjpeg_stream(port, path):
+        frames.append(frame)
+        if len(frames) == count:
+            return frames
+    raise AssertionError("the stream ended early")
+
+
+def mjpeg_stream(port: int, path: str = "/stream.mjpg") -> Iterator[bytes]:
+    """The JPEG parts of one multipart stream connection, read with a raw socket, checking the framing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        reader = sock.makefile("rb")
+        status = reader.readline()
+        assert status.startswith(b"HTTP/1.1 200"), status
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        assert headers["content-type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        while True:
+            assert reader.readline() == f"--{BOUNDARY}\r\n".encode()
+            part = {}
+            while (line := reader.readline()) != b"\r\n":
+                name, _, value = line.decode().partition(":")
+                part[name.strip().lower()] = value.strip()
+            assert part["content-type"] == "image/jpeg"
+            frame = reader.read(int(part["content-length"]))
+            assert reader.read(2) == b"\r\n"
+            yield frame
+
+
+@pytest.fixture(scope="module")
+def estimator(tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
+    import torch
+
+    from golden import expand_synthetic_weights
+
+    path = tmp_path_factory.mktemp("web-weights") / "midas_v21_small_256.pt"
+    torch.save(expand_synthetic_weights(), path)
+    return DepthEstimator(weights=path, size=128, threads=2)
+
+
+@pytest.fixture
+def live(estimator):
+    with running_pipeline(estimator, SyntheticSource(), WebOptions(port=0, max_clients=3)) as (pipeline, server):
+        yield pipeline, server
+
+
+def test_stream_delivers_newest_jpeg_frames(live) -> None:
+    pipeline, server = live
+    frames = read_mjpeg_frames(server.port, 4)
+    images = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    assert all(img is not None and img.shape == (240, 320, 3) for img in images)
+    assert len({f for f in frames}) == 4, "every part is a new frame"
+    status, headers, body = get(server.port, "/snapshot.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+
+
+def test_stats_settings_and_page(live) -> None:
+    pipeline, server = live
+    read_mjpeg_frames(server.port, 2)
+    status, headers, body = get(server.port, "/stats")
+    stats = json.loads(body)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert set(pipeline.stats.snapshot()) <= set(stats) and stats["live"] is True
+    assert stats["frames_processed"] >= 2 and stats["fps_processed"] > 0
+    status, _, body = get(server.port, "/", {})
+    assert status == 200 and b"stream.mjpg" in body and b'type="file"' in body
+    change = json.dumps({"layout": "side", "colormap": "turbo"}).encode()
+    json_type = {"Content-Type": "application/json"}
+    status, _, body = get(server.port, "/settings", method="POST", body=change, headers=json_type)
+    assert status == 200 and json.loads(body)["layout"] == "side"
+    assert pipeline.colorizer.layout == "side" and pipeline.colorizer.colormap == "turbo"
+    deadline = time.monotonic() + 20
+    for frame in mjpeg_stream(server.port):  # the stream switches to the side-by-side layout
+        if cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR).shape == (240, 640, 3):
+            break
+        assert time.monotonic() < deadline, "layout change never reached the stream"
+    status, _, body = get(server.port, "/settings", method="POST", body=b'{"layout": "nope"}')
+    assert status == 400 and body.count(b"\n") == 1 and b"unknown layout" in body
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(live) -> None:
+    _, server = live
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for _ in range(3):
+        conn.request("GET", "/stats")
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["live"] is True
+    conn.close()
+
+
+def test_max_clients_and_disconnect_frees_the_slot(live) -> None:
+    _, server = live
+    socks = []
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        socks.append(sock)
+    status, _, body = get(server.port, "/stream.mjpg")
+    assert status == 503 and body == b"error: too many viewers (limit 3)\n"
+    assert server.stream_clients == 3
+    socks.pop().close()
+    deadline = time.monotonic() + 10
+    while server.stream_clients > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stream_clients == 2, "a closed viewer's slot is freed"
+    assert len(read_mjpeg_frames(server.port, 1)) == 1
+    for sock in socks:
+        sock.close()
+
+
+def test_unknown_path_and_method_get_one_line_errors(live) -> None:
+    _, server = live
+    assert get(server.port, "/nope")[::2] == (404, b"error: not found: /nope\n")
+    status, _, body = get(server.port, "/stats", method="POST", body=b"")
+    assert status == 405 and body.count(b"\n") == 1
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming a huge image (a decompression bomb's header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64
+
+
+@pytest.fixture(scope="module")
+def photo_server(estimator):
+    from livedepth.web import LockedEstimator
+
+    server = WebServer(WebOptions(port=0, max_upload_bytes=2_000_000, max_upload_pixels=4_000_000),
+                       estimator=LockedEstimator(estimator)).start()
+    yield server
+    server.close()
+
+
+def test_upload_returns_depth_png_in_the_chosen_layout(photo_server) -> None:
+    data = FIXTURE_PNG.read_bytes()
+    status, headers, body = get(photo_server.port, "/depth?layout=side&colormap=turbo", method="POST", body=data,
+                                headers={"Content-Type": "image/png"})
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (480, 1280, 3)
+    original = cv2.imread(str(FIXTURE_PNG))
+    assert np.array_equal(image[:, :640], original), "side layout: the photo on the left"
+    assert image[:, 640:].std() > 10, "a real depth heatmap on the right"
+
+
+def test_upload_as_multipart_form(photo_server) -> None:
+    data = FIXTURE_PNG.read_bytes()
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + data + b"\r\n--XyZ--\r\n")
+    status, _, png = get(photo_server.port, "/depth", method="POST", body=body,
+                         headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert status == 200
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"x" * 2_000_001, 413, b"upload too large"),
+        (b"hello, this is not an image", 415, b"not a PNG, JPEG, WebP or BMP"),
+        (png_header_only(30_000, 30_000), 413, b"30000x30000 is over 4000000 pixels"),
+        (FIXTURE_PNG.read_bytes()[:3000], 400, b"cannot decode"),
+    ],
+    ids=["oversize", "not-an-image", "too-many-pixels", "truncated"],
+)
+def test_bad_uploads_get_one_line_4xx(photo_server, body: bytes, status: int, fragment: bytes) -> None:
+    got, headers, text = get(photo_server.port, "/depth", method="POST", body=body)
+    assert got == status and fragment in text
+    assert text.startswith(b"error: ") and text.count(b"\n") == 1 and b"Traceback" not in text
+    assert headers["Content-Type"].startswith("text/plain")
+
+
+def test_upload_without_content_length_is_refused(photo_server) -> None:
+    with socket.create_connection(("127.0.0.1", photo_server.port), timeout=10) as sock:
+        sock.sendall(b"POST /depth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 411")
+
+
+def test_photo_only_server_has_no_stream(photo_server) -> None:
+    assert get(photo_server.port, "/stream.mjpg")[0] == 404
+    assert get(photo_server.port, "/snapshot.jpg")[0] == 404
+    assert json.loads(get(photo_server.port, "/settings")[2])["live"] is False
+
+
+def test_image_size_reads_headers_without_decoding() -> None:
+    for ext in (".png", ".jpg", ".webp", ".bmp"):
+        ok, buf = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
+        assert ok and image_size(buf.tobytes()) == (53, 37), ext
+    assert image_size(b"GIF89a....") is None
+
+
+# --- security --------------------------------------------------------------------------------
+
+
+def test_non_loopback_needs_a_token_or_explicit_no_auth() -> None:
+    with pytest.raises(LivedepthError, match="needs --token"):
+        check_bind("0.0.0.0", None, False)
+    check_bind("0.0.0.0", None, True)  # explicit opt-out (logs a warning)
+    check_bind("127.0.0.1", None, False)
+    check_bind("::1", None, False)
+    check_bind("localhost", None, False)
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+
+
+def test_token_is_checked_on_every_endpoint(estimator) -> None:
+    from livedepth.web import LockedEstimator
+
+    options = WebOptions(host="0.0.0.0", port=0, token="s3cret")
+    server = WebServer(options, estimator=LockedEstimator(estimator), stats=dict, colorizer=Colorizer).start()
+    server.hub.publish(np.zeros((8, 8, 3), np.uint8))
+    try:
+        port = server.port  # bound on every interface, reached through loopback
+        for method, path in [("GET", "/"), ("GET", "/stream.mjpg"), ("GET", "/snapshot.jpg"), ("GET", "/stats"),
+                             ("GET", "/settings"), ("POST", "/settings"), ("POST", "/depth")]:
+            status, _, body = get(port, path, method=method, body=b"" if method == "POST" else None)
+            assert status == 401 and body == b"error: missing token: add ?token=TOKEN to the address\n", path
+            status, _, body = get(port, path + "?token=wrong", method=method, body=b"" if method == "POST" else None)
+            assert status == 403 and body == b"error: wrong token\n", path
+        assert get(port, "/?token=s3cret")[0] == 200
+        assert get(port, "/stats", {"Authorization": "Bearer s3cret"})[0] == 200
+        assert get(port, "/snapshot.jpg", {"X-Livedepth-Token": "s3cret"})[0] == 200
+        assert len(read_mjpeg_frames(port, 1, "/stream.mjpg?token=s3cret")) == 1
+    finally:
+        server.close()
+
+
+# --- stream pacing and stalled viewers (frames from a plain producer thread) -----------------
+
+
+@contextmanager
+def producing(server: WebServer, fps: float, shape: tuple[int, int, int]) -> Iterator[None]:
+    """Publish random frames at ``fps`` from a producer thread."""
+    stop = threading.Event()
+    rng = np.random.default_rng(0)
+
+    def produce() -> None:
+        while not stop.wait(1.0 / fps):
+            server.hub.publish(rng.integers(0, 256, shape, dtype=np.uint8))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_stream_fps_caps_each_viewer() -> None:
+    server = WebServer(WebOptions(port=0, stream_fps=5), stats=dict).start()
+    try:
+        with producing(server, 40, (24, 32, 3)):
+            stream = mjpeg_stream(server.port)
+            next(stream)
+            t0 = time.monotonic()
+            for _ in range(5):
+                next(stream)
+            elapsed = time.monotonic() - t0
+            stream.close()
+            published = server.hub.seq
+    finally:
+        server.close()
+    assert elapsed >= 0.9, "5 frames at 5 fps take about a second"
+    assert published > 20, "the producer ran much faster than the viewer got frames"
+
+
+def test_a_stalled_viewer_is_dropped_after_the_client_timeout() -> None:
+    server = WebServer(WebOptions(port=0, max_clients=1, client_timeout=1.0), stats=dict).start()
+    try:
+        with producing(server, 30, (480, 640, 3)):  # noise: large JPEGs fill the socket buffers fast
+            with socket.create_connection(("127.0.0.1", server.port)) as stalled:
+                stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+                deadline = time.monotonic() + 5
+                while server.stream_clients != 1 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert get(server.port, "/stream.mjpg")[0] == 503, "the only slot is taken"
+                deadline = time.monotonic() + 30
+                while server.stream_clients and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert server.stream_clients == 0, "the stalled viewer was dropped"
+                assert len(read_mjpeg_frames(server.port, 2)) == 2
+    finally:
+        server.close()
