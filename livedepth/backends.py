@@ -59,6 +59,9 @@ class Backend(Protocol):
     def prepare(self, height: int, width: int) -> None:
         """Build what an input of this size needs now rather than on the first frame."""
 
+    def has_exports(self) -> bool:
+        """Whether a model exported from these weights is cached (so the weights loaded before)."""
+
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
@@ -106,6 +109,9 @@ class TorchBackend:
         self.model = fast.to(memory_format=torch.channels_last)
         self.device = next(self.model.parameters()).device
         self._graphs: dict[tuple[int, int], torch.jit.ScriptModule] = {}
+
+    def has_exports(self) -> bool:
+        return False
 
     def prepare(self, height: int, width: int) -> None:
         if (height, width) in self._graphs:
@@ -173,7 +179,6 @@ class _PerSize:
         return path
 
     def has_exports(self) -> bool:
-        """Whether any model exported from these weights is cached (so the weights loaded before)."""
         return any(self.folder.glob(f"midas_v21_small_256-{self.sha}-*.onnx"))
 
     def _build(self, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -326,10 +326,3 @@ def end_to_end(
         "ratio": round(live_fps / seeds_fps, 2),
     }
 
-
-def startup_probe(weights: str, backend: str, size: int, threads: int, started: float) -> None:  # TEMP-COMPAT
-    from livedepth.estimator import DepthEstimator, synthetic_frames
-
-    estimator = DepthEstimator(weights=weights, size=size, threads=threads, backend=backend)
-    estimator.predict(synthetic_frames(1, *FRAME_HW)[0])
-    sys.stdout.write(json.dumps({"startup_s": time.time() - started}) + "\n")

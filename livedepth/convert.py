@@ -219,15 +219,15 @@ class Converter:
     def _open_writers(self) -> tuple[VideoWriter, RawDepthWriter | None]:
         width, height = output_size(self.info, self.colorizer)
         template = None
-        probe = open_input(self.source)
+        source = open_input(self.source)  # the audio template's parameters are copied at once
         try:
-            if self.audio and probe.streams.audio:
-                template = probe.streams.audio[0]
+            if self.audio and source.streams.audio:
+                template = source.streams.audio[0]
             writer = VideoWriter(partial_path(self.output), width, height, self.info.time_base, self.info.rate,
                                  crf=self.crf, preset=self.preset, fragmented=self.fragmented,
                                  audio_template=template, format=_muxer(self.output))
         finally:
-            probe.close()
+            source.close()
         raw = None
         if self.raw is not None:
             try:

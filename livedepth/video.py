@@ -190,7 +190,7 @@ def read_audio_packets(path: str | Path) -> Iterator[av.Packet]:
                 yield packet
 
 
-def mp4_can_carry(stream: av.AudioStream, fmt: str = "mp4") -> bool:
+def can_carry(stream: av.AudioStream, fmt: str = "mp4") -> bool:
     """Whether the ``fmt`` muxer accepts ``stream``'s codec as a stream copy."""
     try:
         with av.open(io.BytesIO(), "w", format=fmt) as probe_out:
@@ -242,8 +242,9 @@ class VideoWriter:
         fmt = format or {".mov": "mov", ".mkv": "matroska"}.get(self.path.suffix.lower(), "mp4")
         options: dict[str, str] = {}
         if fmt in ("mp4", "mov"):
+            options["avoid_negative_ts"] = "disabled"  # keep pts as given (an edit list handles offsets)
             if fragmented:
-                options.update(movflags=FRAGMENTED_MOVFLAGS, flush_packets="1", avoid_negative_ts="disabled")
+                options.update(movflags=FRAGMENTED_MOVFLAGS, flush_packets="1")
             if time_base.numerator == 1:
                 options["video_track_timescale"] = str(time_base.denominator)
         try:
@@ -270,7 +271,7 @@ class VideoWriter:
     def _add_audio(self, template: av.AudioStream | None, fmt: str):
         if template is None:
             return None, None
-        if mp4_can_carry(template, fmt):
+        if can_carry(template, fmt):
             return self._container.add_stream_from_template(template), None
         ctx = template.codec_context
         log.warning("%s cannot carry %s audio; re-encoding it to AAC", fmt, ctx.name)

@@ -98,6 +98,7 @@ def test_onnx_export_is_cached_by_weights_sha(private_weights, caplog) -> None:
         second = DepthEstimator(weights=private_weights, backend="onnx")
     assert "exported" not in caplog.text
     assert exported.stat().st_mtime_ns == stamp
+    assert second._model is None  # a warm export cache does not even build the torch model
     np.testing.assert_array_equal(second.predict(frame), depth)
 
     state = torch.load(private_weights, weights_only=True)

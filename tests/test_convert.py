@@ -210,3 +210,31 @@ def test_unwritable_output_folder(tmp_path, weights_pt):
     assert_one_line_error(_convert(src, target, weights_pt), "not writable")
     assert not target.exists()
     assert_one_line_error(_convert(src, tmp_path / "no" / "such" / "d.mp4", weights_pt), "does not exist")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_output_plays_in_a_browser(ntsc):
+    from playwright.sync_api import sync_playwright
+
+    _, out, _, _ = ntsc
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(out.as_uri())  # Chromium's own player page: one <video> element
+            page.wait_for_function(
+                "() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }",
+                timeout=30000,
+            )
+            state = page.evaluate(
+                """() => new Promise(done => { const v = document.querySelector('video');
+                    if (v.error) return done({error: v.error.code});
+                    const size = [v.videoWidth, v.videoHeight], duration = v.duration;
+                    v.onseeked = () => done({size, duration, readyState: v.readyState});
+                    v.currentTime = duration * 0.9; })"""
+            )
+        finally:
+            browser.close()
+    assert "error" not in state, state
+    assert state["size"] == [96, 64] and state["readyState"] >= 2
+    assert abs(state["duration"] - 14 * 1001 / 30000) < 0.1

@@ -11,7 +11,7 @@ import time
 
 import av
 from cli_helpers import ROOT, assert_one_line_error, run_cli
-from live_helpers import free_port, make_clip
+from live_helpers import free_port, kill, make_clip, start_mjpeg_server
 
 STATS_KEYS = {
     "frames_captured", "frames_processed", "frames_dropped", "frames_shown", "duplicates_processed",
@@ -108,3 +108,32 @@ def test_opencv_without_gui_is_explained(monkeypatch):
         assert "no GUI support" in str(exc) and "--no-display" in str(exc)
     else:
         raise AssertionError("check_gui must refuse a headless OpenCV build")
+
+
+def test_stream_lost_mid_run_ends_with_one_line_error_and_stats(tmp_path, weights_pt):
+    port = free_port()
+    server = start_mjpeg_server(port)
+    stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedepth", "live", "--input", f"http://127.0.0.1:{port}/stream.mjpg",
+         "--no-display", "--threads", "1", "--reconnect-timeout", "2", "--record", str(out),
+         "--stats", str(stats_path), "--weights", str(weights_pt)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.stat().st_size > 2000) and time.monotonic() < deadline:
+            time.sleep(0.2)  # frames are flowing once the recording grows
+        kill(server)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        kill(server)
+        proc.kill()
+    assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr),
+                          "lost; no frames for 2 s, giving up")
+    assert "reconnecting" in stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames_processed"] > 0
+    assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
+    with av.open(str(out)) as container:  # the recording of the frames before the loss stays playable
+        assert len(list(container.decode(video=0))) == stats["frames_shown"]

@@ -69,6 +69,15 @@ def test_writer_keeps_every_pts_and_copies_audio(tmp_path, rate, time_base, dura
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
 
+def test_unfragmented_mp4_keeps_timing_too(tmp_path):
+    src = tmp_path / "late.mkv"
+    make_clip(src, frames=8, rate=Fraction(25), time_base=Fraction(1, 1000), durations=[40, 45], start_pts=500)
+    dst = tmp_path / "plain.mp4"
+    _copy(src, dst, fragmented=False)
+    assert decoded_pts(dst) == decoded_pts(src)
+    assert audio_packets(dst) == audio_packets(src)
+
+
 def test_writer_pads_odd_sizes_with_black(tmp_path, caplog):
     dst = tmp_path / "odd.mp4"
     image = np.full((47, 65, 3), 200, np.uint8)
