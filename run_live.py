@@ -2,7 +2,7 @@
 
 import sys
 
-from livedepth.cli import main
+from livedepth.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(["live", *sys.argv[1:]]))
+    entry(["live", *sys.argv[1:]])

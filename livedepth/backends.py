@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -69,6 +70,19 @@ def is_available(name: str) -> bool:
     """Whether ``name``'s runtime is installed (torch always is)."""
     module = _REQUIRES.get(name, ("torch",))[0]
     return importlib.util.find_spec(module) is not None
+
+
+def import_openvino():
+    """Import OpenVINO without its usage telemetry.
+
+    ``import openvino`` loads the model converter, which reports usage over the network unless
+    the user has opted out; with ``openvino_telemetry`` unimportable it falls back to its own
+    no-op stub, so livedepth never sends anything.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
 
 
 def resolve_name(name: str) -> str:
@@ -227,8 +241,7 @@ def _ov_runner(path: Path, threads: int | None) -> Callable[[np.ndarray], np.nda
 
     Compiled blobs are cached in ``openvino-cache/`` beside the model for a faster start-up.
     """
-    import openvino as ov
-
+    ov = import_openvino()
     config: dict[str, object] = {
         "INFERENCE_PRECISION_HINT": "f32",
         "PERFORMANCE_HINT": "LATENCY",

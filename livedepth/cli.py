@@ -65,7 +65,7 @@ def backend_choice(args: argparse.Namespace, config: Config) -> str:
 
 
 def _add_render(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layout", help="depth, side or overlay (default depth)")
+    p.add_argument("--layout", help="depth, side, overlay or blur (default depth)")
     p.add_argument("--colormap", help="OpenCV colormap name (default inferno)")
     p.add_argument("--normalize", help="frame, stable or fixed (how depth maps to colours)")
     p.add_argument("--range", dest="value_range", metavar="LO,HI", help="depth bounds for --normalize fixed")
@@ -217,6 +217,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-display", action="store_true", help="no window (record, serve or measure only)")
     p.add_argument("--record", type=Path, metavar="OUT.mp4", help="also write the shown frames as H.264 mp4")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    p.add_argument("--max-fps", type=float, metavar="F", help="process at most F frames per second (0 = no cap)")
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON at exit")
     p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: all cores)")
     p.add_argument("--snapshot-dir", type=Path, metavar="DIR", help="where the s key saves PNGs (default .)")
@@ -264,6 +265,9 @@ def _run_live(args: argparse.Namespace, config: Config) -> int:
             check_writable(path)
     if args.max_frames is not None and args.max_frames < 1:
         raise LivedepthError(f"--max-frames must be at least 1, got {args.max_frames}")
+    max_fps = float(pick("live", "max_fps", args.max_fps, 0) or 0)
+    if not max_fps >= 0:
+        raise LivedepthError(f"--max-fps must be positive (0 = no cap), got {max_fps:g}")
     display = None
     if not (args.no_display or not pick("live", "display", None, True)):
         from livedepth.display import DisplaySink, check_gui
@@ -297,9 +301,11 @@ def _run_live(args: argparse.Namespace, config: Config) -> int:
     except BaseException:
         source.release()
         raise
-    pipeline = LivePipeline(source, estimator, colorizer, sinks, display=display, max_frames=args.max_frames)
+    pipeline = LivePipeline(source, estimator, colorizer, sinks, display=display, max_frames=args.max_frames,
+                            max_fps=max_fps or None)
     _attach_web(pipeline)
-    log.info("live: %s, %d torch threads, OMP_WAIT_POLICY=%s", source.name, threads, os.environ["OMP_WAIT_POLICY"])
+    log.info("live: %s, %d torch threads, OMP_WAIT_POLICY=%s%s", source.name, threads, os.environ["OMP_WAIT_POLICY"],
+             f", at most {max_fps:g} fps" if max_fps else "")
     try:
         pipeline.run()
     finally:
@@ -474,6 +480,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jpeg-quality", type=int, metavar="Q", help="stream JPEG quality 1..100 (default 80)")
     _add_render(p)
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    p.add_argument("--max-fps", type=float, metavar="F", help="process at most F frames per second (0 = no cap)")
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON at exit")
     p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: all cores)")
     p.add_argument("--reconnect-timeout", type=float, metavar="S", help="give up on a dropped stream after S s")
@@ -584,10 +591,50 @@ def _run_bench(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "metrics",
+        help="temporal consistency (flicker) of a depth video",
+        description="Temporal consistency (TC, lower is steadier) and clipped-pixel fraction of a depth video. "
+        "VIDEO is a side-by-side video (input | colorized depth, --layout side); or, with --rgb SOURCE, "
+        "a depth-only video (colorized, 8/16-bit grey such as the --raw mkv) or a folder of 16-bit PNGs.",
+    )
+    p.add_argument("video", type=Path, metavar="VIDEO_OR_DEPTH")
+    p.add_argument("--rgb", type=Path, metavar="SOURCE", help="the source video, when VIDEO_OR_DEPTH is depth only")
+    p.add_argument("--colormap", default="auto", help="colormap of a colorized depth video (default: guess)")
+    p.set_defaults(run=_run_metrics, preset=None, config=None)
+
+
+def _run_metrics(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from livedepth.colorize import check_colormap
+    from livedepth.metrics import TemporalConsistency, depth_pairs
+
+    colormap = args.colormap if args.colormap == "auto" else check_colormap(args.colormap)
+    if not args.video.exists():
+        raise LivedepthError(f"input not found: {args.video}")
+    meter = TemporalConsistency()
+    pairs = depth_pairs(args.video, args.rgb, colormap)
+    for frame, depth in tqdm(pairs, unit="frame", disable=None, leave=False):
+        meter.update(frame, depth)
+    result = meter.result()
+    if result.frames < 2:
+        raise LivedepthError(f"need at least 2 frames to measure, got {result.frames}")
+    clipped = "n/a (float depth)" if result.clipped_fraction is None else f"{result.clipped_fraction:.2%}"
+    say(f"TC: {result.tc:.4f}")
+    say(f"clipped: {clipped}")
+    say(f"frames: {result.frames} ({result.valid_fraction:.0%} of pixels passed the occlusion masks)")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_image, _add_weights, _add_live, _add_convert, _add_serve, _add_bench
+    _add_image, _add_weights, _add_live, _add_convert, _add_serve, _add_bench, _add_metrics
 )
 
 
@@ -623,6 +670,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+def entry(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script, ``python -m livedepth`` and ``run_live.py``."""
+    sys.exit(main(argv))

@@ -185,12 +185,14 @@ class StableNormalizer:
 
     Per frame:
 
-    1. fit ``coarse_t = a * coarse_{t-1} + c`` by least squares on an area-averaged grid of
-       the depth (``grid``), twice, the second time without the 20% worst residuals (an
-       object moving in, pixels uncovered by a pan);
+    1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth
+       (``grid``): least squares, then drop the 20% worst residuals (an object moving in,
+       pixels uncovered by a pan), refit, drop again, and take the symmetric slope
+       ``std(cur)/std(prev)`` of the inliers (least squares would shrink by the correlation);
     2. carry the previous bounds over to this frame's units: ``a * bound + c``;
     3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each
-       side): at rate ``expand`` where the target lies outside (something would clip), at
+       side): at rate ``expand`` where the target lies outside (something would clip; 1.0,
+       at once, measured best: spreading the step does not lower TC but clips meanwhile), at
        rate ``contract`` where the range could shrink by more than ``deadband`` of its span,
        and not at all otherwise.
 
@@ -202,7 +204,7 @@ class StableNormalizer:
         self,
         percentiles: tuple[float, float] = (1.0, 99.0),
         margin: float = 0.05,
-        expand: float = 0.5,
+        expand: float = 1.0,
         contract: float = 0.1,
         deadband: float = 0.1,
         grid: tuple[int, int] = (40, 30),
@@ -256,8 +258,13 @@ class StableNormalizer:
             resid = np.abs(cur - (a * prev + c))
             keep = resid <= np.quantile(resid, 0.8)
         x, y = prev[keep], cur[keep]
-        r = np.corrcoef(x, y)[0, 1] if x.size > 2 and x.std() > 0 and y.std() > 0 else 0.0
-        return a, c, float(r)
+        if x.size <= 2 or x.std() <= 0 or y.std() <= 0:
+            return a, c, 0.0
+        r = float(np.corrcoef(x, y)[0, 1])
+        # the least-squares slope shrinks by the correlation (noise in both maps), which would
+        # narrow the bounds every frame; the symmetric slope std(y)/std(x) of the inliers does not
+        a = float(np.sign(r) * y.std() / x.std())
+        return a, float(y.mean() - a * x.mean()), r
 
     def bounds(self, depth: np.ndarray) -> tuple[float, float]:
         target = self._target(depth)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from livedepth.colorize import colormap_lut, colormap_names
+from livedepth.errors import LivedepthError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class ConsistencyReport:
     valid_fraction: float  # mean share of pixels that passed the occlusion masks
 
 
-def _gray01(frame_bgr: np.ndarray) -> np.ndarray:
+def _gray(frame_bgr: np.ndarray) -> np.ndarray:
     if frame_bgr.ndim == 3:
         frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
     return frame_bgr
@@ -93,7 +95,7 @@ class TemporalConsistency:
 
     def update(self, frame_bgr: np.ndarray, depth: np.ndarray) -> None:
         """Add the next frame (BGR or grey uint8) and its depth (any real dtype, same size or resized)."""
-        gray = _gray01(frame_bgr)
+        gray = _gray(frame_bgr)
         if gray.shape != depth.shape:
             gray = cv2.resize(gray, depth.shape[::-1], interpolation=cv2.INTER_AREA)
         if np.issubdtype(depth.dtype, np.integer):
@@ -213,3 +215,51 @@ def decode_depth_frames(frames: Iterable[np.ndarray], colormap: str = "auto") ->
             log.info("decoding depth colours with the %s colormap", name)
             decoder = ColormapDecoder(name)
         yield decoder.decode(frame)
+
+
+def read_video(path: str | Path, keep_depth_bits: bool = True) -> Iterator[np.ndarray]:
+    """Frames of a video file one at a time: 16-bit or 8-bit grey arrays for grey videos, else BGR."""
+    from livedepth.video import open_input
+
+    with open_input(path) as container:
+        if not container.streams.video:
+            raise LivedepthError(f"no video stream in {path}")
+        stream = container.streams.video[0]
+        fmt = stream.codec_context.format.name if stream.codec_context.format else ""
+        out = "gray16le" if keep_depth_bits and fmt.startswith("gray16") else "gray" if fmt == "gray" else "bgr24"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format=out)
+
+
+def read_png_folder(folder: str | Path) -> Iterator[np.ndarray]:
+    """The PNGs of a folder in name order, unchanged (16-bit stays 16-bit)."""
+    for path in sorted(Path(folder).glob("*.png")):
+        yield cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def depth_pairs(
+    video: str | Path, rgb: str | Path | None = None, colormap: str = "auto"
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(frame_bgr, depth)`` pairs for :func:`temporal_consistency` from files.
+
+    Without ``rgb``, ``video`` is a side-by-side video (input | colorized depth, the ``side``
+    layout). With ``rgb`` (the source video), ``video`` is depth only: a colorized depth video,
+    an 8- or 16-bit grey video (e.g. the FFV1 ``--raw`` mkv) or a folder of 16-bit PNGs;
+    frames pair up in order and the shorter input ends the measurement.
+    """
+    path = Path(video)
+    if rgb is None:
+        if path.is_dir():
+            raise LivedepthError(f"{path} is raw depth; give the source video with --rgb SOURCE")
+        decoder: ColormapDecoder | None = None
+        for frame in read_video(path):
+            if frame.ndim == 2:
+                raise LivedepthError(f"{path} is a grey depth video; give the source video with --rgb SOURCE")
+            half = frame.shape[1] // 2
+            left, right = frame[:, :half], frame[:, half : 2 * half]
+            if decoder is None:
+                decoder = ColormapDecoder(guess_colormap(right) if colormap == "auto" else colormap)
+            yield left, decoder.decode(right)
+        return
+    depths = read_png_folder(path) if path.is_dir() else read_video(path)
+    yield from zip(read_video(rgb, keep_depth_bits=False), decode_depth_frames(depths, colormap))

@@ -111,7 +111,11 @@ def _percentiles(samples: deque[float]) -> dict[str, float]:
 
 
 class _InferenceThread(threading.Thread):
-    """Takes the newest frame, runs the model, hands (frame, depth) to the output stage."""
+    """Takes the newest frame, runs the model, hands (frame, depth) to the output stage.
+
+    With ``max_fps`` it takes a frame no sooner than ``1 / max_fps`` after the previous one,
+    sleeping on the stop event; frames captured meanwhile are replaced (dropped) as usual.
+    """
 
     def __init__(self, pipeline: LivePipeline) -> None:
         super().__init__(name="livedepth-inference", daemon=True)
@@ -122,8 +126,12 @@ class _InferenceThread(threading.Thread):
     def run(self) -> None:
         p = self.p
         last_id = -1
+        interval = 1.0 / p.max_fps if p.max_fps else 0.0
+        next_take = 0.0
         try:
             while not p._stop.is_set():
+                if interval and p._stop.wait(max(0.0, next_take - time.monotonic())):
+                    break
                 frame = p._holder.take(timeout=0.5)
                 if frame is None:
                     if p._holder.closed:
@@ -136,6 +144,7 @@ class _InferenceThread(threading.Thread):
                     p.stats.update(duplicates_processed=p.stats.duplicates_processed + 1)
                     continue
                 last_id = frame.frame_id
+                next_take = time.monotonic() + interval
                 self._hand_over((frame, self._infer(frame)))
                 if p.max_frames is not None and p.stats.frames_processed >= p.max_frames:
                     break
@@ -185,7 +194,8 @@ class LivePipeline:
     ``sinks`` receive every shown :class:`RenderedFrame` on the main thread; ``display`` (a
     :class:`livedepth.display.DisplaySink`) also gets the overlay and its keys are handled here.
     ``colorizer`` may be replaced or changed at runtime. ``max_frames`` ends the run after that
-    many processed frames.
+    many processed frames; ``max_fps`` caps the processing rate (``None`` or 0: as fast as the
+    model goes), to leave CPU for other work.
     """
 
     def __init__(
@@ -197,14 +207,18 @@ class LivePipeline:
         *,
         display=None,
         max_frames: int | None = None,
+        max_fps: float | None = None,
         handle_signals: bool = True,
     ) -> None:
+        if max_fps is not None and not max_fps >= 0:
+            raise LivedepthError(f"the FPS cap must be positive, got {max_fps}")
         self.source = source
         self.estimator = estimator
         self.colorizer = colorizer
         self.sinks = list(sinks)
         self.display = display
         self.max_frames = max_frames
+        self.max_fps = max_fps or None
         self.handle_signals = handle_signals
         self.stats = LiveStats()
         self.stop_reason: str | None = None

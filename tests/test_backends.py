@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -143,3 +145,15 @@ def test_cli_image_backend_flag(weights_pt, tmp_path) -> None:
     assert rel_error(np.load(raw), load_fixture("post_depth_480x640.npy")) <= 1e-4
     bad = run_cli("image", str(TEST_IMAGE), str(out), "--backend", "nope", "--weights", str(weights_pt))
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_openvino_is_imported_without_usage_telemetry() -> None:
+    pytest.importorskip("openvino")
+    code = (
+        "from livedepth.backends import import_openvino\n"
+        "import_openvino().Core()\n"
+        "from openvino.tools.ovc import telemetry_utils\n"
+        "print(telemetry_utils.tm.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "openvino.tools.ovc.telemetry_stub"

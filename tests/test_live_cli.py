@@ -137,3 +137,22 @@ def test_stream_lost_mid_run_ends_with_one_line_error_and_stats(tmp_path, weight
     assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
     with av.open(str(out)) as container:  # the recording of the frames before the loss stays playable
         assert len(list(container.decode(video=0))) == stats["frames_shown"]
+
+
+def test_max_fps_flag_overrides_the_config_cap(tmp_path, weights_pt):
+    clip = make_clip(tmp_path / "clip.mp4", 75, 25.0)  # 3 s
+    config = tmp_path / "cap.toml"
+    config.write_text("[live]\nmax_fps = 1000\nthreads = 1\n")
+    stats_path = tmp_path / "s.json"
+    proc = run_cli("live", "--input", str(clip), "--realtime", "--no-display", "--config", str(config),
+                   "--max-fps", "4", "--stats", str(stats_path), "--weights", str(weights_pt))
+    assert proc.returncode == 0, proc.stderr
+    assert "at most 4 fps" in proc.stderr
+    stats = json.loads(stats_path.read_text())
+    assert 0 < stats["fps_processed"] <= 4 * 1.1, stats
+    assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"] == 75
+
+
+def test_negative_max_fps_is_one_line_exit_2(weights_pt):
+    proc = run_cli("live", "--input", "x.mp4", "--no-display", "--max-fps", "-2", "--weights", str(weights_pt))
+    assert_one_line_error(proc, "--max-fps must be positive")

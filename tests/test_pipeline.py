@@ -185,3 +185,33 @@ def test_colorizer_can_be_swapped_while_running(estimator_factory):
     pipeline.run()
     widths = {f.image.shape[1] for f in sink.frames}
     assert widths == {64, 128}
+
+
+def test_max_fps_caps_the_processing_rate_and_drops_the_rest(tmp_path, estimator_factory):
+    fps, frames, cap = 25.0, 100, 5.0  # a 4 s clip; the model alone would keep up with every frame
+    clip = make_clip(tmp_path / "clip.mp4", frames, fps)
+    sink = CollectSink()
+    pipeline = LivePipeline(FileSource(clip, realtime=True), estimator_factory(), Colorizer(), [sink], max_fps=cap)
+    stats = pipeline.run()
+    assert stats["frames_captured"] == frames, "the cap slows inference, not capture"
+    assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
+    assert stats["duplicates_processed"] == 0 and stats["frames_shown"] == stats["frames_processed"] > 0
+    assert stats["fps_processed"] <= cap * 1.1, stats
+    assert 1000 / stats["inference_ms"]["p50"] > 2 * cap, "the model must be faster than the cap for this test"
+    assert live_threads() == []
+
+
+def test_stop_is_prompt_while_waiting_for_the_fps_cap(estimator_factory):
+    source = EndlessSource()
+    pipeline = LivePipeline(source, estimator_factory(), Colorizer(), max_fps=0.01, handle_signals=False)
+    threading.Timer(1.0, pipeline.stop).start()
+    stats = pipeline.run()
+    assert stats["frames_processed"] == 1  # the first frame, then a 100 s wait that stop() cuts short
+    assert stats["wall_s"] < 50, stats  # not a speed limit: only a missed stop would take 100 s
+    assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
+    assert source.released and live_threads() == []
+
+
+def test_max_fps_must_not_be_negative(estimator_factory):
+    with pytest.raises(LivedepthError, match="FPS cap"):
+        LivePipeline(EndlessSource(), estimator_factory(), Colorizer(), max_fps=-1)
