@@ -255,8 +255,6 @@ def _run_live(args: argparse.Namespace, config: Config) -> int:
     import json
 
     pick = config.pick
-    # OpenMP reads this when torch loads, so it must be set before the first torch import.
-    os.environ.setdefault("OMP_WAIT_POLICY", str(pick("live", "omp_wait_policy", None, "passive")).upper())
     threads = _live_threads(args, config)
     colorizer = make_colorizer(args, config, "stable")
     _web_address(args, config)  # a bad --serve or a missing --token fails before the model loads
@@ -350,7 +348,6 @@ def _run_convert(args: argparse.Namespace, config: Config) -> int:
     import signal
 
     pick = config.pick
-    os.environ.setdefault("OMP_WAIT_POLICY", str(pick("convert", "omp_wait_policy", None, "passive")).upper())
     quiet = args.quiet or args.convert_quiet
     if args.convert_quiet:
         setup_logging(args.verbose, quiet=True)
@@ -504,7 +501,6 @@ def _serve_photos(args: argparse.Namespace, config: Config) -> int:
     from livedepth.web import LockedEstimator, WebServer
 
     options = _web_options(args, config, args.serve)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from livedepth.estimator import DepthEstimator
 
     estimator = DepthEstimator(
@@ -659,6 +655,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
+    # Idle OpenMP threads sleep instead of spinning: on 2 cores spinning starved the capture,
+    # display and encode threads (measured, README "Live preview"). OpenMP reads this when
+    # torch loads, so it is set before any command imports torch; the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         config = load_config(args.config, args.preset)
         return args.run(args, config)

@@ -207,9 +207,13 @@ class StableNormalizer:
         expand: float = 1.0,
         contract: float = 0.1,
         deadband: float = 0.1,
+        tolerance: float = 0.0,
+        headroom: float = 0.0,
         grid: tuple[int, int] = (40, 30),
         sample_step: int = 4,
         align: bool = True,
+        motion: bool = True,
+        trim: float = 0.8,
         cut_correlation: float = 0.5,
         max_gain: float = 3.0,
     ) -> None:
@@ -218,9 +222,13 @@ class StableNormalizer:
         self.expand = expand
         self.contract = contract
         self.deadband = deadband
+        self.tolerance = tolerance
+        self.headroom = headroom
         self.grid = grid
         self.sample_step = sample_step
         self.align = align
+        self.motion = motion
+        self.trim = trim
         self.cut_correlation = cut_correlation
         self.max_gain = max_gain
         self.cuts = 0
@@ -241,30 +249,45 @@ class StableNormalizer:
 
     def _coarse_grid(self, depth: np.ndarray) -> np.ndarray:
         clean = np.nan_to_num(depth.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-        return cv2.resize(clean, self.grid, interpolation=cv2.INTER_AREA).ravel().astype(np.float64)
+        return cv2.resize(clean, self.grid, interpolation=cv2.INTER_AREA).astype(np.float64)
 
     def _fit(self, prev: np.ndarray, cur: np.ndarray) -> tuple[float, float, float]:
-        """Gain, offset and correlation of ``cur ~ a * prev + c`` (trimmed least squares)."""
-        keep = np.ones(prev.size, bool)
+        """Gain, offset and correlation of ``cur ~ a * prev + c`` on the coarse grids.
+
+        With ``motion``, one Lucas-Kanade step first estimates the global shift between the
+        grids (a camera pan), and both grids are moved half-way towards each other, so the
+        fit compares the same scene points; otherwise a pan biases the gain a little every
+        frame, and the bounds drift.
+        """
+        if self.motion:
+            shift = _global_shift(prev, cur, self.trim)
+            if shift is None:
+                return 1.0, 0.0, 0.0
+            u, v = shift
+            if max(abs(u), abs(v)) > 0.25 * min(prev.shape):
+                return 1.0, 0.0, 0.0  # more than a quarter of the view in one frame: a cut
+            prev, cur = _translate(prev, u / 2, v / 2)[1:-1, 1:-1], _translate(cur, -u / 2, -v / 2)[1:-1, 1:-1]
+        x, y = prev.ravel(), cur.ravel()
+        keep = np.ones(x.size, bool)
         a, c = 1.0, 0.0
         for _ in range(2):
-            x, y = prev[keep], cur[keep]
-            xm, ym = x.mean(), y.mean()
-            var = float(((x - xm) ** 2).sum())
+            xk, yk = x[keep], y[keep]
+            xm, ym = xk.mean(), yk.mean()
+            var = float(((xk - xm) ** 2).sum())
             if var <= 1e-20:
                 return 1.0, float(ym - xm), 0.0
-            a = float(((x - xm) * (y - ym)).sum() / var)
+            a = float(((xk - xm) * (yk - ym)).sum() / var)
             c = float(ym - a * xm)
-            resid = np.abs(cur - (a * prev + c))
-            keep = resid <= np.quantile(resid, 0.8)
-        x, y = prev[keep], cur[keep]
-        if x.size <= 2 or x.std() <= 0 or y.std() <= 0:
+            resid = np.abs(y - (a * x + c))
+            keep = resid <= np.quantile(resid, self.trim)
+        xk, yk = x[keep], y[keep]
+        if xk.size <= 2 or xk.std() <= 0 or yk.std() <= 0:
             return a, c, 0.0
-        r = float(np.corrcoef(x, y)[0, 1])
+        r = float(np.corrcoef(xk, yk)[0, 1])
         # the least-squares slope shrinks by the correlation (noise in both maps), which would
         # narrow the bounds every frame; the symmetric slope std(y)/std(x) of the inliers does not
-        a = float(np.sign(r) * y.std() / x.std())
-        return a, float(y.mean() - a * x.mean()), r
+        a = float(np.sign(r) * yk.std() / xk.std())
+        return a, float(yk.mean() - a * xk.mean()), r
 
     def bounds(self, depth: np.ndarray) -> tuple[float, float]:
         target = self._target(depth)
@@ -285,17 +308,41 @@ class StableNormalizer:
             return target
         lo, hi = prev_bounds
         t_lo, t_hi = target
-        slack = self.deadband * max(hi - lo, 1e-12)
-        if t_lo < lo:
-            lo += self.expand * (t_lo - lo)
+        span = max(hi - lo, 1e-12)
+        slack, tol, room = self.deadband * span, self.tolerance * span, self.headroom * span
+        if t_lo < lo - tol:
+            lo += self.expand * (t_lo - room - lo)
         elif t_lo > lo + slack:
             lo += self.contract * (t_lo - lo)
-        if t_hi > hi:
-            hi += self.expand * (t_hi - hi)
+        if t_hi > hi + tol:
+            hi += self.expand * (t_hi + room - hi)
         elif t_hi < hi - slack:
             hi += self.contract * (t_hi - hi)
         self._bounds = (lo, hi)
         return self._bounds
+
+
+def _translate(grid: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``grid`` moved by ``(dx, dy)`` cells (bilinear, edges repeated)."""
+    m = np.float64([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(grid, m, grid.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _global_shift(prev: np.ndarray, cur: np.ndarray, trim: float) -> tuple[float, float] | None:
+    """The shift ``(u, v)`` in cells with ``cur(p) ~ a * prev(p - (u, v)) + c`` (one trimmed Lucas-Kanade step)."""
+    gy, gx = np.gradient(prev)
+    inner = (slice(1, -1), slice(1, -1))
+    design = np.stack([prev[inner].ravel(), np.ones(gx[inner].size), gx[inner].ravel(), gy[inner].ravel()], 1)
+    target = cur[inner].ravel()
+    keep = np.ones(target.size, bool)
+    coef = np.zeros(4)
+    for _ in range(3):
+        coef = np.linalg.lstsq(design[keep], target[keep], rcond=None)[0]
+        resid = np.abs(target - design @ coef)
+        keep = resid <= np.quantile(resid, trim)
+    if abs(coef[0]) <= 1e-12:
+        return None
+    return float(-coef[2] / coef[0]), float(-coef[3] / coef[0])
 
 
 def make_normalizer(

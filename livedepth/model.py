@@ -205,13 +205,7 @@ def static_padding(model: nn.Module, height: int, width: int) -> nn.Module:
     def record(module: nn.Module, inputs: tuple) -> None:
         sizes[module] = tuple(inputs[0].shape[-2:])
 
-    handles = [m.register_forward_pre_hook(record) for m in same]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, 3, height, width))
-    finally:
-        for handle in handles:
-            handle.remove()
+    _probe(model, height, width, [m.register_forward_pre_hook(record) for m in same])
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if child not in sizes:
@@ -244,14 +238,18 @@ def count_flops(model: nn.Module, height: int, width: int) -> int:
         kh, kw = module.kernel_size
         total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    _probe(model, height, width, [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)])
+    return total
+
+
+def _probe(model: nn.Module, height: int, width: int, handles: list) -> None:
+    """One forward on zeros so that the hooks behind ``handles`` see it; then remove them."""
     try:
         with torch.inference_mode():
             model(torch.zeros(1, 3, height, width))
     finally:
         for handle in handles:
             handle.remove()
-    return total
 
 
 def load_model(path: str | Path) -> MidasSmall:
