@@ -2,10 +2,10 @@
 
 Normalisation turns float depth into uint8 grey levels. ``frame`` uses each frame's
 robust percentiles; ``fixed`` uses bounds the user gives; ``stable`` (for video) carries the
-previous frame's bounds over to the current frame through a least-squares fit of the
-current depth to the previous one, then eases them towards the current percentiles. That
-cancels MiDaS's per-frame scale/shift jumps, keeps colours still when an object enters, and
-widens the bounds quickly when something would clip.
+previous frame's bounds over to the current frame through a motion-compensated
+least-squares fit of the current depth to the previous one, then eases them towards the
+current percentiles. That cancels MiDaS's per-frame scale/shift jumps, keeps colours still
+while an object comes and goes, and widens the bounds at once when something would clip.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ DEFAULT_COLORMAP = "inferno"
 
 def colormap_names() -> list[str]:
     """Every OpenCV colormap by lower-case name, plus ``gray``."""
-    names = [k[len("COLORMAP_"):].lower() for k in dir(cv2) if k.startswith("COLORMAP_")]
+    names = [k[len("COLORMAP_") :].lower() for k in dir(cv2) if k.startswith("COLORMAP_")]
     return sorted({*names, "gray"})
 
 
@@ -85,8 +85,9 @@ def background_mask(depth: np.ndarray, percentile: float = 50.0, softness: float
     finite = depth[np.isfinite(depth)]
     if finite.size == 0:
         return np.zeros(depth.shape, np.float32)
-    p_far, p_near = np.percentile(finite[:: max(1, finite.size // 20_000)],
-                                  [max(0.0, percentile - softness), min(100.0, percentile + softness)])
+    p_far, p_near = np.percentile(
+        finite[:: max(1, finite.size // 20_000)], [max(0.0, percentile - softness), min(100.0, percentile + softness)]
+    )
     span = max(float(p_near - p_far), 1e-12)
     mask = (np.float32(p_near) - depth.astype(np.float32)) * np.float32(1.0 / span)
     return np.clip(np.nan_to_num(mask, nan=1.0), 0.0, 1.0)
@@ -186,15 +187,19 @@ class StableNormalizer:
     Per frame:
 
     1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth
-       (``grid``): least squares, then drop the 20% worst residuals (an object moving in,
-       pixels uncovered by a pan), refit, drop again, and take the symmetric slope
+       (``grid``). With ``motion``, a trimmed Lucas-Kanade step first finds the global shift
+       between the two grids (a camera pan) and both grids move half-way to meet (without
+       it a pan biases the gain by ~0.05% a frame, which adds up to a visible drift). Then
+       least squares, drop the ``1 - trim`` worst residuals (an object moving, pixels
+       uncovered by the pan), refit, drop again, and take the symmetric slope
        ``std(cur)/std(prev)`` of the inliers (least squares would shrink by the correlation);
     2. carry the previous bounds over to this frame's units: ``a * bound + c``;
     3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each
        side): at rate ``expand`` where the target lies outside (something would clip; 1.0,
        at once, measured best: spreading the step does not lower TC but clips meanwhile), at
-       rate ``contract`` where the range could shrink by more than ``deadband`` of its span,
-       and not at all otherwise.
+       rate ``contract`` where the range could shrink by more than ``deadband`` of its span
+       (0.02: about 2 s at 30 fps, so someone stepping in and out of view does not recolour
+       the room each time), and not at all otherwise.
 
     A scene cut (grid correlation below ``cut_correlation``, or a fitted gain outside
     ``1/max_gain .. max_gain``) resets to this frame's own bounds.
@@ -205,10 +210,8 @@ class StableNormalizer:
         percentiles: tuple[float, float] = (1.0, 99.0),
         margin: float = 0.05,
         expand: float = 1.0,
-        contract: float = 0.1,
+        contract: float = 0.02,
         deadband: float = 0.1,
-        tolerance: float = 0.0,
-        headroom: float = 0.0,
         grid: tuple[int, int] = (40, 30),
         sample_step: int = 4,
         align: bool = True,
@@ -222,8 +225,6 @@ class StableNormalizer:
         self.expand = expand
         self.contract = contract
         self.deadband = deadband
-        self.tolerance = tolerance
-        self.headroom = headroom
         self.grid = grid
         self.sample_step = sample_step
         self.align = align
@@ -248,8 +249,11 @@ class StableNormalizer:
         return float(p_lo) - pad, float(p_hi) + pad
 
     def _coarse_grid(self, depth: np.ndarray) -> np.ndarray:
-        clean = np.nan_to_num(depth.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-        return cv2.resize(clean, self.grid, interpolation=cv2.INTER_AREA).astype(np.float64)
+        grid = cv2.resize(depth.astype(np.float32, copy=False), self.grid, interpolation=cv2.INTER_AREA)
+        if not np.isfinite(grid).all():  # rare: clean the full map only when needed
+            clean = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            grid = cv2.resize(clean, self.grid, interpolation=cv2.INTER_AREA)
+        return grid.astype(np.float64)
 
     def _fit(self, prev: np.ndarray, cur: np.ndarray) -> tuple[float, float, float]:
         """Gain, offset and correlation of ``cur ~ a * prev + c`` on the coarse grids.
@@ -260,10 +264,7 @@ class StableNormalizer:
         frame, and the bounds drift.
         """
         if self.motion:
-            shift = _global_shift(prev, cur, self.trim)
-            if shift is None:
-                return 1.0, 0.0, 0.0
-            u, v = shift
+            u, v = _global_shift(prev, cur, self.trim) or (0.0, 0.0)
             if max(abs(u), abs(v)) > 0.25 * min(prev.shape):
                 return 1.0, 0.0, 0.0  # more than a quarter of the view in one frame: a cut
             prev, cur = _translate(prev, u / 2, v / 2)[1:-1, 1:-1], _translate(cur, -u / 2, -v / 2)[1:-1, 1:-1]
@@ -278,8 +279,7 @@ class StableNormalizer:
                 return 1.0, float(ym - xm), 0.0
             a = float(((xk - xm) * (yk - ym)).sum() / var)
             c = float(ym - a * xm)
-            resid = np.abs(y - (a * x + c))
-            keep = resid <= np.quantile(resid, self.trim)
+            keep = _inliers(np.abs(y - (a * x + c)), self.trim)
         xk, yk = x[keep], y[keep]
         if xk.size <= 2 or xk.std() <= 0 or yk.std() <= 0:
             return a, c, 0.0
@@ -308,14 +308,13 @@ class StableNormalizer:
             return target
         lo, hi = prev_bounds
         t_lo, t_hi = target
-        span = max(hi - lo, 1e-12)
-        slack, tol, room = self.deadband * span, self.tolerance * span, self.headroom * span
-        if t_lo < lo - tol:
-            lo += self.expand * (t_lo - room - lo)
+        slack = self.deadband * max(hi - lo, 1e-12)
+        if t_lo < lo:
+            lo += self.expand * (t_lo - lo)
         elif t_lo > lo + slack:
             lo += self.contract * (t_lo - lo)
-        if t_hi > hi + tol:
-            hi += self.expand * (t_hi + room - hi)
+        if t_hi > hi:
+            hi += self.expand * (t_hi - hi)
         elif t_hi < hi - slack:
             hi += self.contract * (t_hi - hi)
         self._bounds = (lo, hi)
@@ -328,6 +327,12 @@ def _translate(grid: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return cv2.warpAffine(grid, m, grid.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def _inliers(resid: np.ndarray, keep: float) -> np.ndarray:
+    """Mask of the ``keep`` fraction of smallest residuals."""
+    k = min(resid.size - 1, int(keep * resid.size))
+    return resid <= np.partition(resid, k)[k]
+
+
 def _global_shift(prev: np.ndarray, cur: np.ndarray, trim: float) -> tuple[float, float] | None:
     """The shift ``(u, v)`` in cells with ``cur(p) ~ a * prev(p - (u, v)) + c`` (one trimmed Lucas-Kanade step)."""
     gy, gx = np.gradient(prev)
@@ -337,10 +342,17 @@ def _global_shift(prev: np.ndarray, cur: np.ndarray, trim: float) -> tuple[float
     keep = np.ones(target.size, bool)
     coef = np.zeros(4)
     for _ in range(3):
-        coef = np.linalg.lstsq(design[keep], target[keep], rcond=None)[0]
-        resid = np.abs(target - design @ coef)
-        keep = resid <= np.quantile(resid, trim)
-    if abs(coef[0]) <= 1e-12:
+        xk = design[keep]
+        normal = xk.T @ xk
+        # a little ridge on the shift terms: where the grid has no gradient (flat, or a plain
+        # ramp whose gradient is constant), the shift is unknown and comes out as zero
+        normal[2:, 2:] += np.eye(2) * (1e-6 * float(np.trace(normal[2:, 2:])) + 1e-12)
+        try:
+            coef = np.linalg.solve(normal, xk.T @ target[keep])
+        except np.linalg.LinAlgError:
+            return None
+        keep = _inliers(np.abs(target - design @ coef), trim)
+    if not np.isfinite(coef).all() or abs(coef[0]) <= 1e-12:
         return None
     return float(-coef[2] / coef[0]), float(-coef[3] / coef[0])
 
@@ -349,7 +361,7 @@ def make_normalizer(
     mode: str,
     value_range: tuple[float, float] | None = None,
     percentiles: tuple[float, float] = (2.0, 98.0),
-    smoothing: float = 0.1,
+    smoothing: float = 0.02,
 ) -> Normalizer:
     """The normaliser for ``mode`` (``frame``, ``stable`` or ``fixed``)."""
     if mode not in NORMALIZE_MODES:
@@ -381,7 +393,7 @@ class Colorizer:
         value_range: tuple[float, float] | None = None,
         invert: bool = False,
         percentiles: tuple[float, float] = (2.0, 98.0),
-        smoothing: float = 0.1,
+        smoothing: float = 0.02,
         blur_percentile: float = 50.0,
     ) -> None:
         self.normalizer = make_normalizer(normalize, value_range, percentiles, smoothing)
