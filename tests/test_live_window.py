@@ -30,18 +30,24 @@ def _free_display() -> int:
 
 @pytest.fixture
 def xvfb():
-    """A private Xvfb server; yields the environment for processes that use it."""
-    n = _free_display()
-    server = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    socket_path = Path(f"/tmp/.X11-unix/X{n}")
-    deadline = time.monotonic() + 30
-    while not socket_path.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not socket_path.exists():
+    """A private Xvfb server; yields the environment for processes that use it.
+
+    ``-displayfd`` lets Xvfb pick a free display and say when it accepts clients, and
+    ``-noreset`` keeps it from resetting whenever its last client (a probe, an xdotool poll)
+    disconnects, which otherwise races with the window being mapped.
+    """
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp", "-noreset"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as ready:
+        display = ready.readline().strip()  # written once the server accepts connections
+    if not display:
         server.kill()
         pytest.fail("Xvfb did not start")
-    env = {**os.environ, "DISPLAY": f":{n}"}
+    env = {**os.environ, "DISPLAY": f":{display}"}
     env.pop("WAYLAND_DISPLAY", None)
     yield env
     server.terminate()
