@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Every backend name ``DepthEstimator`` accepts, besides ``"auto"``.
 BACKENDS = ("torch", "onnx", "openvino", "int8")
 #: Faithful fp32 backends, fastest first (measured with ``livedepth bench``); ``auto`` takes the first installed.
-FP32_PREFERENCE = ("openvino", "onnx", "torch")
+FP32_PREFERENCE = ("onnx", "openvino", "torch")
 #: The Python package each backend needs, and the extra that installs it.
 _REQUIRES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"), "int8": ("onnxruntime", "onnx")}
 #: The int8 start-up check warns when its relative RMS error against fp32 exceeds this.
@@ -218,6 +218,9 @@ def ort_session(path: Path, threads: int | None):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or 0
     options.inter_op_num_threads = 1
+    # Idle worker threads sleep instead of spinning, like OMP_WAIT_POLICY=PASSIVE for torch:
+    # spinning takes the CPU that capture, colorize and encode need on a small machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
