@@ -671,5 +671,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the console script, ``python -m livedepth`` and ``run_live.py``."""
-    sys.exit(main(argv))
+    """Entry point of the console script, ``python -m livedepth`` and ``run_live.py``.
+
+    Once a command returns, its outputs are closed and its threads have ended, so the process
+    leaves with ``os._exit``: the interpreter's teardown of the torch, ONNX Runtime and
+    OpenVINO thread pools can otherwise take seconds, or hang while a daemon HTTP thread is
+    still inside a forward pass.
+    """
+    code = main(argv)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to tell anyone
+            pass
+    os._exit(code)

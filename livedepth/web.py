@@ -509,9 +509,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise HTTPError(411, "the upload needs a Content-Length")
         if int(length) > limit:
-            self.close_connection = True  # the unread body must not be parsed as a request
+            self.close_connection = True  # what is left unread must not be parsed as a request
+            self._discard(min(int(length), 4 * limit))
             raise HTTPError(413, f"upload too large: {int(length)} bytes, the limit is {limit}")
         return self.rfile.read(int(length))
+
+    def _discard(self, count: int) -> None:
+        """Read and drop up to ``count`` body bytes, so a client still sending gets the reply."""
+        while count > 0:
+            chunk = self.rfile.read(min(count, 1 << 16))
+            if not chunk:
+                return
+            count -= len(chunk)
 
     # -- routes --------------------------------------------------------------------------------
 
