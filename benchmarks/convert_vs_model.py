@@ -44,9 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-    import torch
     from clips import make_clip
-    from golden import expand_synthetic_weights
+    from golden import save_synthetic_weights
 
     from livedepth.colorize import Colorizer
     from livedepth.convert import Converter
@@ -57,8 +56,7 @@ def main() -> None:
         tmp = Path(tmp)
         weights = args.weights
         if weights is None:
-            weights = tmp / "midas_v21_small_256.pt"
-            torch.save(expand_synthetic_weights(), weights)
+            weights = save_synthetic_weights(tmp / "midas_v21_small_256.pt")
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         probe_clip = tmp / "probe.mp4"
         make_clip(probe_clip, frames=20, width=640, height=480, rate=Fraction(30000, 1001))

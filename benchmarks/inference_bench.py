@@ -23,15 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthetic_weights() -> Path:
-    import torch
-
     sys.path.insert(0, str(ROOT / "tests"))
-    from golden import expand_synthetic_weights
+    from golden import save_synthetic_weights
 
     path = Path(tempfile.gettempdir()) / "livedepth-bench" / "midas_v21_small_256.pt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(expand_synthetic_weights(), path)
+        save_synthetic_weights(path)
     return path
 
 

@@ -42,14 +42,10 @@ def make_clip(path: Path, seconds: float, fps: float = 30.0) -> Path:
 
 
 def synthetic_weights(folder: Path) -> Path:
-    import torch
-
     sys.path.insert(0, str(ROOT / "tests"))
-    from golden import expand_synthetic_weights
+    from golden import save_synthetic_weights
 
-    path = folder / "midas_v21_small_256.pt"
-    torch.save(expand_synthetic_weights(), path)
-    return path
+    return save_synthetic_weights(folder / "midas_v21_small_256.pt")
 
 
 def model_only_fps(estimator, frames, seconds: float) -> float:

@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from golden import expand_synthetic_weights
+from golden import save_synthetic_weights
 from synthetic_scene import SceneClip, midas_like
 
 from livedepth.colorize import (
@@ -77,9 +77,7 @@ class Oracle:
 
 def model_depths(frames: list[np.ndarray]) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "midas_v21_small_256.pt"
-        torch.save(expand_synthetic_weights(), path)
-        estimator = DepthEstimator(weights=path)
+        estimator = DepthEstimator(weights=save_synthetic_weights(Path(tmp) / "midas_v21_small_256.pt"))
         return [estimator.predict(f) for f in frames]
 
 

@@ -26,6 +26,12 @@ def expand_synthetic_weights(npz_path: Path = SYNTHETIC_NPZ) -> dict[str, torch.
     return state
 
 
+def save_synthetic_weights(path: Path) -> Path:
+    """Write the expanded synthetic weights as the official file is written: ``torch.save``."""
+    torch.save(expand_synthetic_weights(), path)
+    return path
+
+
 def rel_error(y: np.ndarray, golden: np.ndarray) -> float:
     """``max|y - g| / max|g|``, the golden README's metric."""
     return float(np.max(np.abs(y.astype(np.float64) - golden)) / np.max(np.abs(golden)))

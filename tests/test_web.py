@@ -133,14 +133,8 @@ def mjpeg_stream(port: int, path: str = "/stream.mjpg") -> Iterator[bytes]:
 
 
 @pytest.fixture(scope="module")
-def estimator(tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
-    import torch
-
-    from golden import expand_synthetic_weights
-
-    path = tmp_path_factory.mktemp("web-weights") / "midas_v21_small_256.pt"
-    torch.save(expand_synthetic_weights(), path)
-    return DepthEstimator(weights=path, size=128, threads=2)
+def estimator(weights_pt: Path) -> DepthEstimator:
+    return DepthEstimator(weights=weights_pt, size=128, threads=2)
 
 
 @pytest.fixture

@@ -48,14 +48,8 @@ for command in sys.stdin:
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from golden import expand_synthetic_weights
-
-    path = tmp_path_factory.mktemp("load-weights") / "midas_v21_small_256.pt"
-    torch.save(expand_synthetic_weights(), path)
-    return path
+def weights_file(weights_pt: Path) -> Path:
+    return weights_pt
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:
