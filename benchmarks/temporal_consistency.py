@@ -8,7 +8,7 @@ moving in). Conditions:
 - C, D: the flat-wall clip's ground truth with strong jitter (with / without the object);
   a crude proxy: 40% of the view is one flat depth, so P2 sits on it and ``frame`` clips it;
 - E, F, G: the MiDaS-like proxy: the ramps-everywhere clip's ground truth as
-  ``s_t * D * (1 + e) + b_t`` (``midas_like``: gain and offset +-10%, 1% noise); E an object
+  ``s_t * D * (1 + e) + b_t`` (``midas_like``: gain and offset +-10%, ``--noise`` 1%); E an object
   walks in and stays, F pan only, G the object walks in and out every 15 frames.
 
 For each normaliser it prints TC and the clipped fraction of the displayed colour output
@@ -16,7 +16,7 @@ For each normaliser it prints TC and the clipped fraction of the displayed colou
 time of ``bounds()`` per 640x480 frame. ``oracle`` (proxies only) knows each frame's true
 gain and offset and keeps fixed bounds: the noise floor no causal method can beat.
 
-    .venv/bin/python benchmarks/temporal_consistency.py [--frames 40]
+    .venv/bin/python benchmarks/temporal_consistency.py [--frames 40] [--proxies-only] [--noise 0.01]
 """
 
 from __future__ import annotations
@@ -114,9 +114,9 @@ def jitter(depths: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarra
     return [d * rng.uniform(0.85, 1.15) + rng.uniform(-0.3, 0.3) * float(np.std(d)) for d in depths]
 
 
-def measure_proxy(clip: SceneClip, decoder: ColormapDecoder) -> dict[str, float]:
+def measure_proxy(clip: SceneClip, decoder: ColormapDecoder, noise: float) -> dict[str, float]:
     pairs = list(clip.frames())
-    depths = [d for _, d in midas_like(pairs, seed=3)]
+    depths = [d for _, d in midas_like(pairs, seed=3, noise=noise)]
     return measure([f for f, _ in pairs], depths, decoder, Oracle([d for _, d in pairs], depths))
 
 
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-model", action="store_true", help="skip conditions A and B")
+    parser.add_argument("--proxies-only", action="store_true", help="run only the MiDaS-like proxies E, F, G")
+    parser.add_argument("--noise", type=float, default=0.01, help="the proxies' non-affine noise (default 0.01)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = args.frames
@@ -134,23 +136,24 @@ def main() -> None:
     pairs = list(clip.frames())
     frames = [f for f, _ in pairs]
     print(f"clips: {n} frames 640x480, pan {clip.pan_px_per_frame} px/frame, object {clip.object_speed} px/frame")
-    if not args.skip_model:
+    if not (args.skip_model or args.proxies_only):
         depths = model_depths(frames)
         print("A: raw model output (synthetic weights)")
         measure(frames, depths, decoder)
         print("B: A x per-frame gain U(0.85,1.15) + offset U(-0.3,0.3)*std")
         measure(frames, jitter(depths, rng), decoder)
-    print("C: flat-wall clip's true depth with the same jitter (crude proxy)")
-    measure(frames, jitter([d for _, d in pairs], rng), decoder)
-    still = list(SceneClip(frames_count=n, object_speed=0.0).frames())
-    print("D: as C, camera pan only (no object)")
-    measure([f for f, _ in still], jitter([d for _, d in still], rng), decoder)
-    print("E: MiDaS-like proxy (ramps, gain/offset +-10%, 1% noise), object walks in and stays")
-    measure_proxy(SceneClip(frames_count=n, relief=True), decoder)
+    if not args.proxies_only:
+        print("C: flat-wall clip's true depth with the same jitter (crude proxy)")
+        measure(frames, jitter([d for _, d in pairs], rng), decoder)
+        still = list(SceneClip(frames_count=n, object_speed=0.0).frames())
+        print("D: as C, camera pan only (no object)")
+        measure([f for f, _ in still], jitter([d for _, d in still], rng), decoder)
+    print(f"E: MiDaS-like proxy (ramps, gain/offset +-10%, {args.noise:.1%} noise), object walks in and stays")
+    measure_proxy(SceneClip(frames_count=n, relief=True), decoder, args.noise)
     print("F: as E, camera pan only (no object)")
-    measure_proxy(SceneClip(frames_count=n, relief=True, object_speed=0.0), decoder)
+    measure_proxy(SceneClip(frames_count=n, relief=True, object_speed=0.0), decoder, args.noise)
     print("G: as E, the object walks in and out (15 frames each way)")
-    measure_proxy(SceneClip(frames_count=n, relief=True, object_return=15), decoder)
+    measure_proxy(SceneClip(frames_count=n, relief=True, object_return=15), decoder, args.noise)
 
 
 if __name__ == "__main__":
