@@ -10,6 +10,7 @@ while an object comes and goes, and widens the bounds at once when something wou
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import cv2
@@ -181,6 +182,7 @@ def _sample(depth: np.ndarray, step: int) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+@dataclass(eq=False)
 class StableNormalizer:
     """Causal, temporally smoothed bounds for video.
 
@@ -205,34 +207,22 @@ class StableNormalizer:
     ``1/max_gain .. max_gain``) resets to this frame's own bounds.
     """
 
-    def __init__(
-        self,
-        percentiles: tuple[float, float] = (1.0, 99.0),
-        margin: float = 0.05,
-        expand: float = 1.0,
-        contract: float = 0.02,
-        deadband: float = 0.1,
-        grid: tuple[int, int] = (40, 30),
-        sample_step: int = 4,
-        align: bool = True,
-        motion: bool = True,
-        trim: float = 0.8,
-        cut_correlation: float = 0.5,
-        max_gain: float = 3.0,
-    ) -> None:
-        self.percentiles = percentiles
-        self.margin = margin
-        self.expand = expand
-        self.contract = contract
-        self.deadband = deadband
-        self.grid = grid
-        self.sample_step = sample_step
-        self.align = align
-        self.motion = motion
-        self.trim = trim
-        self.cut_correlation = cut_correlation
-        self.max_gain = max_gain
-        self.cuts = 0
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    margin: float = 0.05
+    expand: float = 1.0
+    contract: float = 0.02
+    deadband: float = 0.1
+    grid: tuple[int, int] = (40, 30)
+    sample_step: int = 4
+    align: bool = True
+    motion: bool = True
+    trim: float = 0.8
+    cut_correlation: float = 0.5
+    max_gain: float = 3.0
+    #: Scene cuts seen so far.
+    cuts: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
