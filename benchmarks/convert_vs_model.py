@@ -16,22 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-
-def model_only_fps(estimator, frames, seconds: float) -> float:
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        estimator.predict(frames[count % len(frames)])
-        count += 1
-    return count / (time.perf_counter() - start)
+from common import model_only_fps, synthetic_weights
 
 
 def main() -> None:
@@ -45,7 +34,6 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from clips import make_clip
-    from golden import save_synthetic_weights
 
     from livedepth.colorize import Colorizer
     from livedepth.convert import Converter
@@ -54,9 +42,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        weights = args.weights
-        if weights is None:
-            weights = save_synthetic_weights(tmp / "midas_v21_small_256.pt")
+        weights = args.weights or synthetic_weights(tmp)
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         probe_clip = tmp / "probe.mp4"
         make_clip(probe_clip, frames=20, width=640, height=480, rate=Fraction(30000, 1001))

@@ -18,42 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
-import time
+from fractions import Fraction
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_clip(path: Path, seconds: float, fps: float = 30.0) -> Path:
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
-    rng = np.random.default_rng(0)
-    background = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 8)
-    for i in range(round(seconds * fps)):
-        img = background.copy()
-        cv2.circle(img, (100 + (i * 7) % 440, 240), 60, (0, 200, 255), -1)
-        writer.write(img)
-    writer.release()
-    return path
-
-
-def synthetic_weights(folder: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from golden import save_synthetic_weights
-
-    return save_synthetic_weights(folder / "midas_v21_small_256.pt")
-
-
-def model_only_fps(estimator, frames, seconds: float) -> float:
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        estimator.predict(frames[count % len(frames)])
-        count += 1
-    return count / (time.perf_counter() - start)
+from common import model_only_fps, synthetic_weights
 
 
 def live_fps(estimator, clip: Path, realtime: bool, max_frames: int) -> dict:
@@ -79,13 +48,16 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import cv2
+    from clips import make_clip
 
     from livedepth.estimator import DepthEstimator
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         weights = args.weights or synthetic_weights(tmp)
-        clip = make_clip(tmp / "clip.mp4", seconds=max(30.0, 3 * args.seconds))
+        clip = tmp / "clip.mp4"
+        make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
+                  audio=None)
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         cap = cv2.VideoCapture(str(clip))
         frames = [cap.read()[1] for _ in range(30)]

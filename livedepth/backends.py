@@ -9,14 +9,17 @@
   opt-in, not faithful; it checks itself against fp32 at start-up.
 
 Exported and quantized models are cached next to the weights (or in the livedepth cache
-when that folder is not writable), keyed by the weights' SHA-256 and the input size.
+when that folder is not writable), keyed by the weights' SHA-256, :func:`graph_version`
+and the input size.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 
 from livedepth.errors import LivedepthError
+from livedepth.settings import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from livedepth.model import MidasSmall
@@ -37,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Every backend name ``DepthEstimator`` accepts, besides ``"auto"``.
-BACKENDS = ("torch", "onnx", "openvino", "int8")
+BACKENDS = tuple(name for name in BACKEND_NAMES if name != "auto")
 #: Faithful fp32 backends, fastest first (measured with ``livedepth bench``); ``auto`` takes the first installed.
 FP32_PREFERENCE = ("onnx", "openvino", "torch")
 #: The Python package each backend needs, and the extra that installs it.
@@ -175,25 +179,38 @@ def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
     return path
 
 
+@functools.cache
+def graph_version() -> str:
+    """A digest of everything that shapes the exported graph: the model code, the export
+    code, the opset and the torch version. It is part of every cached file's name, so a
+    code change never reuses a stale export."""
+    from livedepth import model
+
+    digest = hashlib.sha256()
+    for part in (inspect.getsource(model), inspect.getsource(export_onnx), str(OPSET), torch.__version__):
+        digest.update(part.encode())
+    return digest.hexdigest()[:12]
+
+
 class _PerSize:
     """Shared plumbing: one exported (cached) fp32 ONNX model per input size."""
 
     def __init__(self, model: ModelFactory, weights_sha256: str, folder: Path, threads: int | None) -> None:
         self.model = model
-        self.sha = weights_sha256
         self.folder = folder
         self.threads = threads
+        self.stem = f"midas_v21_small_256-{weights_sha256}-g{graph_version()}"
         self._runners: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
 
     def onnx_path(self, height: int, width: int) -> Path:
         """The cached fp32 ONNX file for this input size (exported on first use)."""
-        path = self.folder / f"midas_v21_small_256-{self.sha}-{height}x{width}.onnx"
+        path = self.folder / f"{self.stem}-{height}x{width}.onnx"
         if not path.is_file():
             export_onnx(self.model(), path, height, width)
         return path
 
     def has_exports(self) -> bool:
-        return any(self.folder.glob(f"midas_v21_small_256-{self.sha}-*.onnx"))
+        return any(self.folder.glob(f"{self.stem}-*.onnx"))
 
     def _build(self, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:
         raise NotImplementedError
@@ -347,7 +364,7 @@ class Int8Backend(_PerSize):
         if not inputs:
             raise LivedepthError("the int8 backend needs at least one calibration frame")
         fp32 = self.onnx_path(height, width)
-        dest = self.folder / f"midas_v21_small_256-{self.sha}-{height}x{width}-int8-{_inputs_digest(inputs)}.onnx"
+        dest = self.folder / f"{self.stem}-{height}x{width}-int8-{_inputs_digest(inputs)}.onnx"
         if not dest.is_file():
             self._quantize(fp32, inputs, dest)
         run_fp32 = self._runner(fp32)

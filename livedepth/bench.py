@@ -294,7 +294,7 @@ def live_loop(video: Path, estimator, max_frames: int) -> float:
     from livedepth.sources import FileSource
 
     pipeline = LivePipeline(
-        FileSource(video), estimator, Colorizer(normalize="stable"), max_frames=max_frames, handle_signals=False
+        FileSource(video), estimator, Colorizer(normalize="stable"), max_frames=max_frames
     )
     pipeline.run()
     return float(pipeline.stats.snapshot()["fps_processed"])

@@ -11,12 +11,15 @@ while an object comes and goes, and widens the bounds at once when something wou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
 from livedepth.errors import LivedepthError
+
+if TYPE_CHECKING:
+    from livedepth.settings import RenderSettings
 
 LAYOUTS = ("depth", "side", "overlay", "blur")
 NORMALIZE_MODES = ("frame", "stable", "fixed")
@@ -394,6 +397,12 @@ class Colorizer:
         self.value_range = value_range
         self.invert = invert
         self.blur_percentile = blur_percentile
+
+    @classmethod
+    def from_settings(cls, render: RenderSettings) -> Colorizer:
+        """The colorizer for a ``[render]`` section."""
+        return cls(colormap=render.colormap, layout=render.layout, alpha=render.alpha, normalize=render.normalize,
+                   value_range=render.range, invert=render.invert)
 
     def reset(self) -> None:
         """Forget temporal state (call at a scene cut or a new video)."""

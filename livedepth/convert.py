@@ -1,8 +1,8 @@
-"""Video -> depth video: decode, inference and encode threads joined by bounded queues.
+"""Video -> depth video: decode and inference threads and an encode stage joined by bounded channels.
 
-No frame is dropped: each queue holds a few items and a full queue blocks its producer, so
-memory stays bounded whatever the video's length. Audio packets travel through the same
-queues in file order and are muxed by the encode stage. Every stage sends a sentinel in
+No frame is dropped: each channel holds a few items and a full one makes its producer wait,
+so memory stays bounded whatever the video's length. Audio packets travel through the same
+channels in file order and are muxed by the encode stage. Every stage ends its channel in
 ``finally``; an error or a stop request in any stage stops the others.
 """
 
@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import copy
 import logging
-import queue
-import signal
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from livedepth.errors import LivedepthError
 from livedepth.rawdepth import RawDepthWriter
-from livedepth.video import DecodedFrame, DecodeReport, VideoInfo, VideoWriter, demux, open_input
+from livedepth.files import writable
+from livedepth.frames import Frame, Rendered
+from livedepth.stages import Channel, Stages
+from livedepth.settings import Settings
+from livedepth.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input, probe
 
 log = logging.getLogger(__name__)
 
-_END = object()  # sentinel closing a queue
+#: Items each channel holds: enough to keep every stage busy, few enough to bound memory.
 QUEUE_SIZE = 8
 
 
@@ -50,17 +51,10 @@ class ConvertResult:
     video_seconds: float
     wall_seconds: float
     output: Path
-    interrupted: str | None  # signal name when stopped by SIGINT/SIGTERM
+    interrupted: str | None  # the stop reason when stopped early (e.g. "interrupted")
     report: DecodeReport
     times: StageTimes = field(default_factory=StageTimes)
     raw_clipped_pixels: int = 0
-
-
-@dataclass
-class _Rendered:
-    pts: int
-    image: np.ndarray
-    depth: np.ndarray
 
 
 def partial_path(path: Path) -> Path:
@@ -78,8 +72,14 @@ def output_size(info: VideoInfo, colorizer) -> tuple[int, int]:
 class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
-    ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``). The output is
-    written as :func:`partial_path` and renamed when complete (or interrupted).
+    ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``). Decoding and
+    inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
+    which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
+    written as :func:`partial_path` and renamed when complete, or when stopped.
+
+    ``stop()`` (any thread) ends decoding, finishes the frames in flight and keeps them;
+    ``abort()`` ends at once, keeping what is already encoded. Either way the output plays.
+    A ``KeyboardInterrupt`` on the calling thread counts as ``abort("interrupted")``.
     """
 
     def __init__(
@@ -96,125 +96,81 @@ class Converter:
         preset: str = "veryfast",
         fragmented: bool = True,
         keep_damaged: bool = False,
-        progress: bool = False,
+        on_frame: Callable[[], None] | None = None,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.source, self.output, self.info = source, output, info
         self.predict, self.colorizer = predict, colorizer
         self.audio, self.raw = audio, raw
         self.crf, self.preset, self.fragmented = crf, preset, fragmented
-        self.keep_damaged, self.progress = keep_damaged, progress
-        self.stop = threading.Event()
-        self.interrupted: str | None = None
-        self.errors: list[BaseException] = []
+        self.keep_damaged, self.on_frame = keep_damaged, on_frame
+        self.stages = Stages("conversion")
         self.report = DecodeReport()
         self.times = StageTimes()
-        self.encoded = 0
         self.pts_span: tuple[int, int] | None = None  # first and last encoded pts
-        self._decoded_q: queue.Queue = queue.Queue(queue_size)
-        self._rendered_q: queue.Queue = queue.Queue(queue_size)
-        self._infer_done = threading.Event()
-        self._encode_done = threading.Event()
+        self._decoded: Channel[Frame | av.Packet] = Channel(queue_size)
+        self._rendered: Channel[Rendered | av.Packet] = Channel(queue_size)
 
-    # --- queue helpers -----------------------------------------------------------------------
+    def stop(self, reason: str = "stopped") -> None:
+        """Finish the frames in flight, then end (thread-safe, idempotent)."""
+        self.stages.stop(reason)
 
-    @staticmethod
-    def _put(q: queue.Queue, item: object, consumer_done: threading.Event) -> bool:
-        """Blocking put (a full queue pushes back); False once the consumer has exited."""
-        while not consumer_done.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def abort(self, reason: str = "aborted") -> None:
+        """End now, keeping the frames already encoded."""
+        self.stages.abort(reason)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.errors.append(exc)
-        self.stop.set()
+    @property
+    def busy(self) -> bool:
+        """Whether a stage thread is still running (after an abort: a forward in flight)."""
+        return self.stages.alive
 
     # --- stages ------------------------------------------------------------------------------
 
     def _decode(self) -> None:
+        items = demux(self.source, audio=self.audio, report=self.report)
         try:
-            items = demux(self.source, audio=self.audio, report=self.report)
-            while not self.stop.is_set():
+            while not self.stages.stopping:
                 t0 = time.perf_counter()
-                item = next(items, _END)
+                item = next(items, None)
                 self.times.decode += time.perf_counter() - t0
-                if item is _END or not self._put(self._decoded_q, item, self._infer_done):
-                    break
-            items.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self._fail(exc)
+                if item is None or not self._decoded.put(item):
+                    return
         finally:
-            self._put(self._decoded_q, _END, self._infer_done)
+            items.close()
 
     def _infer(self) -> None:
-        try:
-            while not self.stop.is_set():
-                try:
-                    item = self._decoded_q.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    break
-                if isinstance(item, DecodedFrame):
-                    t0 = time.perf_counter()
-                    depth = self.predict(item.image)
-                    t1 = time.perf_counter()
-                    image = self.colorizer.render(depth, item.image)
-                    self.times.infer += t1 - t0
-                    self.times.render += time.perf_counter() - t1
-                    item = _Rendered(item.pts, image, depth)
-                if not self._put(self._rendered_q, item, self._encode_done):
-                    break
-        except BaseException as exc:  # noqa: BLE001
-            self._fail(exc)
-        finally:
-            self._infer_done.set()
-            self._put(self._rendered_q, _END, self._encode_done)
+        for item in self._decoded.items(self.stages.stop_event):
+            if isinstance(item, Frame):
+                t0 = time.perf_counter()
+                depth = self.predict(item.image)
+                t1 = time.perf_counter()
+                item = Rendered(item, depth, self.colorizer.render(depth, item.image))
+                self.times.infer += t1 - t0
+                self.times.render += time.perf_counter() - t1
+            if not self._rendered.put(item):
+                return
+
+    def _end_infer(self) -> None:
+        self._decoded.leave()
+        self._rendered.finish()
 
     def _encode(self, writer: VideoWriter, raw: RawDepthWriter | None) -> None:
-        """Drains every rendered frame, also after a stop request: finished work is kept."""
-        try:
-            while True:
-                try:
-                    item = self._rendered_q.get(timeout=0.1)
-                except queue.Empty:
-                    if self._infer_done.is_set() and self._rendered_q.empty():
-                        break
-                    continue
-                if item is _END:
-                    break
-                t0 = time.perf_counter()
-                if isinstance(item, _Rendered):
-                    writer.write(item.image, item.pts)
-                    self.pts_span = (item.pts if self.pts_span is None else self.pts_span[0], item.pts)
-                    if raw is not None:
-                        raw.write(item.depth, item.pts)
-                    self.encoded += 1
-                else:
-                    writer.mux_audio(item)
-                self.times.encode += time.perf_counter() - t0
-        except BaseException as exc:  # noqa: BLE001
-            self._fail(exc)
-        finally:
-            self._encode_done.set()
-            try:
-                writer.close()
+        """Write every rendered frame, also after ``stop()``: finished work is kept."""
+        for item in self._rendered.items(self.stages.abort_event):
+            t0 = time.perf_counter()
+            if isinstance(item, Rendered):
+                pts = item.frame.pts
+                writer.write(item.image, pts)
+                self.pts_span = (pts if self.pts_span is None else self.pts_span[0], pts)
                 if raw is not None:
-                    raw.close()
-            except BaseException as exc:  # noqa: BLE001
-                self._fail(exc)
+                    raw.write(item.depth, pts)
+                if self.on_frame is not None:
+                    self.on_frame()
+            else:
+                writer.mux_audio(item)
+            self.times.encode += time.perf_counter() - t0
 
     # --- running -----------------------------------------------------------------------------
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.interrupted is None:
-            self.interrupted = signal.Signals(signum).name
-            log.warning("%s: finishing the frames in flight and closing %s", self.interrupted, self.output)
-        self.stop.set()
 
     def _open_writers(self) -> tuple[VideoWriter, RawDepthWriter | None]:
         width, height = output_size(self.info, self.colorizer)
@@ -239,44 +195,36 @@ class Converter:
         return writer, raw
 
     def run(self) -> ConvertResult:
-        """Convert; returns when the input ends, on SIGINT/SIGTERM, or raises on an error."""
+        """Convert; returns at the end of the input or after ``stop()``/``abort()``.
+
+        Raises a one-line :class:`LivedepthError` when a stage failed or nothing was decoded.
+        """
         start = time.perf_counter()
         writer, raw = self._open_writers()
-        threads = [
-            threading.Thread(target=self._decode, name="decode", daemon=True),
-            threading.Thread(target=self._infer, name="infer", daemon=True),
-            threading.Thread(target=self._encode, args=(writer, raw), name="encode", daemon=True),
-        ]
-        handlers = self._install_signal_handlers()
         try:
-            for thread in threads:
-                thread.start()
-            self._wait(threads)
+            self.stages.start("decode", self._decode, on_exit=self._decoded.finish)
+            self.stages.start("infer", self._infer, on_exit=self._end_infer)
+            self._encode(writer, raw)
+        except KeyboardInterrupt:
+            self.abort("interrupted")
+        except Exception as exc:  # noqa: BLE001 - raised below as one line
+            self.stages.fail(exc)
         finally:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-        wall = time.perf_counter() - start
-        return self._finish(writer, raw, wall)
+            self._rendered.leave()
+            self.stages.join()
+            for closing in (writer, raw):
+                try:
+                    if closing is not None:
+                        closing.close()
+                except Exception as exc:  # noqa: BLE001
+                    self.stages.fail(exc)
+        return self._finish(writer, raw, time.perf_counter() - start)
 
-    def _install_signal_handlers(self) -> dict[int, object]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        handlers = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            handlers[signum] = signal.signal(signum, self._on_signal)
-        return handlers
-
-    def _wait(self, threads: list[threading.Thread]) -> None:
-        from tqdm import tqdm
-
-        with tqdm(total=self.info.frame_count, unit="frame", desc="convert", disable=not self.progress,
-                  dynamic_ncols=True, leave=False) as bar:
-            while any(t.is_alive() for t in threads):
-                threads[-1].join(0.1)
-                bar.update(self.encoded - bar.n)
+    @property
+    def interrupted(self) -> str | None:
+        """Why the run was stopped early (the reason given to ``stop``/``abort``), else None."""
+        reason = self.stages.reason
+        return None if reason in (None, "end", "error") else reason
 
     def _video_seconds(self) -> float:
         """Duration of the encoded frames: the pts span plus one average frame."""
@@ -290,15 +238,10 @@ class Converter:
         frames = writer.frames_written
         keep = False
         try:
-            if self.errors:
-                exc = self.errors[0]
-                if isinstance(exc, LivedepthError):
-                    raise exc
-                raise LivedepthError(f"conversion failed: {type(exc).__name__}: {exc}") from exc
+            self.stages.raise_error()
             if frames == 0:
                 if self.interrupted:
-                    raise LivedepthError(f"{self.interrupted.lower()} before any frame was finished; "
-                                         "no output written")
+                    raise LivedepthError(f"{self.interrupted} before any frame was finished; no output written")
                 raise LivedepthError(f"no video frames could be decoded from {self.source}")
             if self.report.damaged and not self.interrupted:
                 message = damage_message(self.source, self.report)
@@ -348,7 +291,7 @@ def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool)
         folder = path.parent
         if not folder.is_dir():
             raise LivedepthError(f"output folder does not exist: {folder}")
-        if not _writable(folder):
+        if not writable(folder):
             raise LivedepthError(f"output folder is not writable: {folder}")
         for candidate in (path, partial_path(path)):
             if candidate.exists() and not overwrite:
@@ -364,21 +307,31 @@ def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool)
         raise LivedepthError(f"output must be .mp4, .mov or .mkv, got {output.name}")
 
 
-def _writable(folder: Path) -> bool:
-    """Whether a file can really be created in ``folder`` (permission bits do not bind root)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
 def summary_line(result: ConvertResult) -> str:
     """``converted N frames (D s of video) in W s: F frames/s (Xx real time) -> OUT``."""
     fps = result.frames / result.wall_seconds if result.wall_seconds > 0 else 0.0
     speed = result.video_seconds / result.wall_seconds if result.wall_seconds > 0 else 0.0
     return (f"converted {result.frames} frames ({result.video_seconds:.2f} s of video) in "
             f"{result.wall_seconds:.2f} s: {fps:.1f} frames/s ({speed:.2f}x real time) -> {result.output}")
+
+
+def build_converter(settings: Settings, source: Path, output: Path, predict: Callable[[np.ndarray], np.ndarray],
+                    on_frame: Callable[[], None] | None = None) -> Converter:
+    """A :class:`Converter` for one file with ``settings`` (``[render]``, ``[convert]``).
+
+    The input is probed and the outputs are checked (one-line errors) before anything is written.
+    """
+    from livedepth.colorize import Colorizer
+
+    convert = settings.convert
+    colorizer = Colorizer.from_settings(settings.render)
+    info = probe(source)
+    check_outputs(source, output, convert.raw, convert.overwrite)
+    log.info("convert: %s (%dx%d, %.3f fps, %s frames) -> %s", source, info.width, info.height, info.fps,
+             info.frame_count or "?", output)
+    return Converter(source, output, info, predict, colorizer, audio=convert.audio, raw=convert.raw,
+                     crf=convert.crf, preset=convert.preset, fragmented=convert.fragmented,
+                     keep_damaged=convert.keep_damaged, on_frame=on_frame)
 
 
 def progress_enabled(quiet: bool) -> bool:

@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from livedepth.errors import LivedepthError
-from livedepth.sinks import RenderedFrame
+from livedepth.files import write_atomically
+from livedepth.frames import Rendered
+from livedepth.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -61,52 +64,69 @@ def draw_status(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-class DisplaySink:
-    """The preview window. ``show`` draws a frame with its status line; ``poll`` pumps events.
+class DisplaySink(Sink):
+    """The preview window: each frame with a status line, and the window's own keys.
 
-    ``poll`` returns ``quit`` (q, Esc or the window closed), ``colormap`` (c), ``layout`` (l)
-    or ``None``; ``s`` saves the current frame (without the overlay) as a PNG in ``snapshot_dir``.
+    Keys: q, Esc or closing the window call ``on_quit``; c and l switch the ``colorizer``'s
+    colormap and layout; s saves the current frame (without the overlay) as a PNG in
+    ``snapshot_dir``. ``status`` gives the overlay's text.
     """
 
-    def __init__(self, title: str = WINDOW, snapshot_dir: str | Path = ".") -> None:
+    poll_interval = 0.01  # keeps the window responsive between frames
+
+    def __init__(
+        self,
+        colorizer,
+        on_quit: Callable[[str], None],
+        status: Callable[[], str] = str,
+        snapshot_dir: str | Path = ".",
+        title: str = WINDOW,
+    ) -> None:
+        self.colorizer = colorizer
+        self.on_quit = on_quit
+        self.status = status
         self.title = title
         self.snapshot_dir = Path(snapshot_dir)
         self.snapshots: list[Path] = []
-        self._last: RenderedFrame | None = None
+        self._last: Rendered | None = None
         self._opened = False
 
-    def write(self, frame: RenderedFrame) -> None:
-        self.show(frame, "")
-
-    def show(self, frame: RenderedFrame, status: str) -> None:
+    def write(self, rendered: Rendered) -> None:
         if not self._opened:
             cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
             self._opened = True
-        self._last = frame
-        cv2.imshow(self.title, draw_status(frame.image, status) if status else frame.image)
+        self._last = rendered
+        status = self.status()
+        cv2.imshow(self.title, draw_status(rendered.image, status) if status else rendered.image)
+        self.poll()
 
-    def poll(self) -> str | None:
+    def poll(self) -> None:
         if not self._opened:
-            return None
+            return
         key = cv2.waitKey(1)
-        if key != -1:
-            action = KEYS.get(key & 0xFF)
-            if action == "snapshot":
-                self.snapshot()
-                return None
-            return action
-        if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
-            return "quit"
-        return None
+        action = KEYS.get(key & 0xFF) if key != -1 else None
+        if action == "quit" or (key == -1 and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1):
+            self.on_quit("quit")
+        elif action == "colormap":
+            log.info("colormap: %s", self.colorizer.cycle_colormap())
+        elif action == "layout":
+            log.info("layout: %s", self.colorizer.cycle_layout())
+        elif action == "snapshot":
+            self.snapshot()
 
     def snapshot(self) -> Path | None:
-        """Save the last shown frame as ``livedepth-<time>-<frame id>.png``."""
+        """Save the last shown frame as ``livedepth-<time>-<frame index>.png``."""
         if self._last is None:
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.snapshot_dir / f"livedepth-{stamp}-{self._last.frame_id:06d}.png"
-        if not cv2.imwrite(str(path), self._last.image):
-            log.warning("could not write snapshot %s", path)
+        path = self.snapshot_dir / f"livedepth-{stamp}-{self._last.frame.index:06d}.png"
+        ok, png = cv2.imencode(".png", self._last.image)
+        try:
+            if not ok:
+                raise OSError("PNG encoding failed")
+            write_atomically(path, png.tobytes())
+        except (OSError, LivedepthError) as exc:
+            log.warning("could not write snapshot %s: %s", path, exc)
             return None
         self.snapshots.append(path)
         log.info("snapshot: %s", path)

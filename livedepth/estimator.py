@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 
 from livedepth import backends
 from livedepth import weights as weights_mod
+from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +72,51 @@ def synthetic_frames(count: int = 8, height: int = 480, width: int = 640, seed: 
     return frames
 
 
-def pick_device(device: str) -> torch.device:
-    """The requested device, falling back to CPU with a warning when CUDA is absent."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("CUDA requested but not available; using the CPU")
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA, else Apple MPS, else the CPU; a requested device that is absent falls back
+    to the CPU with a warning."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if device == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (device.startswith("cuda") and not cuda) or (device == "mps" and not mps):
+        log.warning("%s requested but not available; using the CPU", device)
         return torch.device("cpu")
     return torch.device(device)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class _ShapeLocks:
+    """One lock per network input shape: forwards of different shapes run side by side."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[int, int], threading.Lock] = {}
+
+    def __call__(self, shape: tuple[int, int]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(shape, threading.Lock())
+
+
 class DepthEstimator:
-    """MiDaS v2.1 small on one BGR frame at a time.
+    """MiDaS v2.1 small on one BGR frame at a time. Thread-safe.
 
     ``predict`` returns float32 HxW inverse relative depth (larger is nearer) at the frame's
     resolution. ``size`` is the network's long side; ``keep_aspect=True`` selects the
     official keep-aspect sizing, otherwise the input is ``size x size``.
 
-    ``backend`` is ``"auto"`` (the fastest installed faithful fp32 backend: openvino, then
-    onnx, then torch), ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"int8"`` (opt-in,
-    quantized; calibrated on ``calibration`` BGR frames, synthetic frames by default). See
-    ``livedepth.backends``. A CUDA device always uses torch.
+    ``backend`` is ``"auto"`` (the first installed of ``backends.FP32_PREFERENCE``),
+    ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"int8"`` (opt-in, quantized; calibrated on
+    ``calibration`` BGR frames, synthetic frames by default). See ``livedepth.backends``.
+    ``device`` ``auto`` takes CUDA or Apple MPS through torch when present, else the CPU.
+
+    Threads may call ``predict`` at once: forwards of one input shape run one at a time, and
+    different shapes run side by side. The first forward of a new shape builds its model
+    (export, compile) under a build lock that forwards of ready shapes never wait for, so a
+    photo of a new aspect ratio does not stall a live stream.
     """
 
     def __init__(
@@ -96,15 +125,13 @@ class DepthEstimator:
         size: int = 256,
         keep_aspect: bool = False,
         threads: int | None = None,
-        device: str = "cpu",
+        device: str = "auto",
         weights_config: Mapping[str, object] | None = None,
         backend: str = "auto",
         calibration: Sequence[np.ndarray] | None = None,
     ) -> None:
         if size % 32:
             raise ValueError(f"size must be a multiple of 32, got {size}")
-        if threads:
-            torch.set_num_threads(threads)
         self.size = size
         self.keep_aspect = keep_aspect
         self.device = pick_device(device)
@@ -113,6 +140,10 @@ class DepthEstimator:
         self.weights_path = resolved.path
         self.weights_sha256 = weights_mod.verify(resolved.path, spec.sha256)
         self._model = None
+        self._model_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._run_locks = _ShapeLocks()
+        self._ready: set[tuple[int, int]] = set()
         log.info("weights: %s (%s)", resolved.path, resolved.origin)
         name = "torch" if self.device.type != "cpu" else backends.resolve_name(backend)
         self._calibration = list(calibration) if calibration is not None else None
@@ -125,11 +156,12 @@ class DepthEstimator:
             calibration=self._calibration_inputs,
         )
         self.backend_name = name
-        log.info("backend: %s%s", name, " (auto)" if backend == "auto" else "")
+        log.info("backend: %s%s on %s, %s threads", name, " (auto)" if backend == "auto" else "", self.device,
+                 threads or "all")
         if not self.backend.has_exports():
             self._load_model()  # now, so that bad weights fail here and not on the first frame
         if not keep_aspect:
-            self.backend.prepare(size, size)
+            self._prepare((size, size))
 
     @property
     def model(self):
@@ -137,13 +169,23 @@ class DepthEstimator:
         return self._load_model()
 
     def _load_model(self):
-        if self._model is None:
-            from livedepth.model import build_model
+        with self._model_lock:
+            if self._model is None:
+                from livedepth.model import build_model
 
-            model = build_model()
-            weights_mod.load_state_dict_into(model, self.weights_path, self.weights_sha256)
-            self._model = model.to(self.device)
-        return self._model
+                model = build_model()
+                weights_mod.load_state_dict_into(model, self.weights_path, self.weights_sha256)
+                self._model = model.to(self.device)
+            return self._model
+
+    def _prepare(self, shape: tuple[int, int]) -> None:
+        """Build what a network input of ``shape`` needs, once (other shapes keep running)."""
+        if shape in self._ready:
+            return
+        with self._build_lock:
+            if shape not in self._ready:
+                self.backend.prepare(*shape)
+                self._ready.add(shape)
 
     def _calibration_inputs(self, height: int, width: int) -> list[np.ndarray]:
         frames = self._calibration if self._calibration is not None else synthetic_frames()
@@ -163,7 +205,10 @@ class DepthEstimator:
         ``cv2.INTER_CUBIC`` matches the official bicubic upsampling (``align_corners=False``)
         within 3e-5 and costs 0.15 ms at 640x480 instead of torch's 8 ms.
         """
-        depth = self.backend(batch)
+        shape = tuple(batch.shape[-2:])
+        self._prepare(shape)
+        with self._run_locks(shape):
+            depth = self.backend(batch)
         height, width = out_hw
         if depth.shape != (height, width):
             depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -174,3 +219,19 @@ class DepthEstimator:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR HxWx3 frame, got shape {frame_bgr.shape}")
         return self.infer(self.preprocess(frame_bgr), frame_bgr.shape[:2])
+
+
+def build_estimator(settings: Settings, weights: str | Path | None = None,
+                    calibration: Sequence[np.ndarray] | None = None) -> DepthEstimator:
+    """The estimator for ``settings.model`` and ``settings.weights``; ``weights`` is ``--weights``."""
+    model = settings.model
+    return DepthEstimator(
+        weights=weights,
+        size=model.size,
+        keep_aspect=model.keep_aspect,
+        threads=model.threads or available_cores(),
+        device=model.device,
+        weights_config={k: v for k, v in vars(settings.weights).items() if v is not None},
+        backend=model.backend,
+        calibration=calibration,
+    )

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.colorize import colormap_lut, colormap_names
+from livedepth.colorize import check_colormap, colormap_lut, colormap_names
 from livedepth.errors import LivedepthError
 
 log = logging.getLogger(__name__)
@@ -263,3 +263,22 @@ def depth_pairs(
         return
     depths = read_png_folder(path) if path.is_dir() else read_video(path)
     yield from zip(read_video(rgb, keep_depth_bits=False), decode_depth_frames(depths, colormap))
+
+
+def measure_video(video: Path, rgb: Path | None = None, colormap: str = "auto",
+                  progress: bool = False) -> ConsistencyReport:
+    """Temporal consistency of a depth video (see :func:`depth_pairs` for the inputs), read one
+    frame at a time; a one-line error for a missing input or fewer than 2 frames."""
+    from tqdm import tqdm
+
+    if not video.exists():
+        raise LivedepthError(f"input not found: {video}")
+    if colormap != "auto":
+        check_colormap(colormap)
+    meter = TemporalConsistency()
+    for frame, depth in tqdm(depth_pairs(video, rgb, colormap), unit="frame", disable=not progress, leave=False):
+        meter.update(frame, depth)
+    result = meter.result()
+    if result.frames < 2:
+        raise LivedepthError(f"need at least 2 frames to measure, got {result.frames}")
+    return result

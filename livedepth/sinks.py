@@ -3,34 +3,34 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
+from livedepth.frames import Rendered
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RenderedFrame:
-    """One processed frame as the output stage sees it."""
+class Sink:
+    """An output stage. ``write`` gets every rendered frame on the output thread and must not
+    block for long; ``poll`` runs about every ``poll_interval`` seconds between frames (for a
+    window's events); ``close`` runs once at the end of the run.
+    """
 
-    image: np.ndarray  # BGR uint8, the colorizer's layout
-    depth: np.ndarray  # float32 HxW inverse relative depth
-    source: np.ndarray  # the BGR input frame
-    frame_id: int  # capture order, strictly increasing
-    captured_at: float  # time.monotonic() when the frame was read
+    #: seconds between ``poll`` calls while no frame arrives; ``None``: the sink needs none.
+    poll_interval: float | None = None
 
+    def write(self, rendered: Rendered) -> None:
+        raise NotImplementedError
 
-class Sink(Protocol):
-    """An output stage. ``write`` runs on the main thread and must not block for long."""
+    def poll(self) -> None:
+        """Handle events between frames."""
 
-    def write(self, frame: RenderedFrame) -> None: ...
-
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Flush and free what the sink holds."""
 
 
 def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -46,7 +46,7 @@ def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return canvas
 
 
-class RecordSink:
+class RecordSink(Sink):
     """Writes shown frames to an H.264 mp4 at their capture times (pts in ms since the first frame).
 
     The size is fixed by the first frame; later frames of another size (a layout switch) are
@@ -64,17 +64,17 @@ class RecordSink:
     def frames_written(self) -> int:
         return self._writer.frames_written if self._writer is not None else 0
 
-    def write(self, frame: RenderedFrame) -> None:
+    def write(self, rendered: Rendered) -> None:
         from livedepth.video import VideoWriter
 
-        image = frame.image
+        image, captured_at = rendered.image, rendered.frame.captured_at
         if self._writer is None:
             h, w = image.shape[:2]
             self._writer = VideoWriter(self.path, w, h, time_base=Fraction(1, 1000), rate=self.rate)
-            self._t0 = frame.captured_at
+            self._t0 = captured_at
             log.info("recording %dx%d to %s", w, h, self.path)
         image = fit_into(image, self._writer.width, self._writer.height)
-        pts = max(round((frame.captured_at - self._t0) * 1000), self._last_pts + 1)
+        pts = max(round((captured_at - self._t0) * 1000), self._last_pts + 1)
         self._writer.write(image, pts)
         self._last_pts = pts
 

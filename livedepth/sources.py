@@ -1,4 +1,4 @@
-"""Live frame sources and the one-slot newest-frame holder the capture thread fills.
+"""Live frame sources and the capture stage that keeps only the newest frame.
 
 A source is a camera index, a video file, or an ``http(s)://`` / ``rtsp://`` URL read by
 OpenCV's FFmpeg backend. Cameras and streams are paced by the device. Files are either paced
@@ -12,92 +12,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from livedepth.errors import LivedepthError
+from livedepth.frames import Frame
+from livedepth.stages import Latest
 
 log = logging.getLogger(__name__)
 
 URL_SCHEMES = ("http://", "https://", "rtsp://", "rtsps://")
 #: Consecutive failed camera reads tolerated before the camera counts as gone (seconds).
 CAMERA_STALL_S = 5.0
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One captured frame: the BGR image, its capture order and its capture time."""
-
-    image: np.ndarray
-    frame_id: int  # strictly increasing from 0
-    captured_at: float  # time.monotonic() right after the read
-
-
-class LatestFrame:
-    """A one-slot holder that keeps only the newest frame (a size-1 queue that drops the oldest).
-
-    ``put`` replaces an untaken frame (counted in ``dropped``); ``take`` blocks until a frame
-    newer than the last one taken is present, so no frame is ever handed out twice.
-    ``close`` wakes every waiter (a frame still held can be taken); ``drain`` drops it.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._closed = False
-        self._waiting = 0
-        self.dropped = 0
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            if self._closed:
-                self.dropped += 1
-                return
-            if self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
-            self._cond.notify_all()
-
-    def take(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame, or ``None`` when closed and empty (or after ``timeout``)."""
-        with self._cond:
-            self._waiting += 1
-            self._cond.notify_all()
-            try:
-                if not self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout):
-                    return None
-            finally:
-                self._waiting -= 1
-            frame, self._frame = self._frame, None
-            return frame
-
-    def wait_demand(self, stop: threading.Event) -> bool:
-        """Block until a consumer waits in ``take`` on an empty slot; False when closed or stopped."""
-        with self._cond:
-            while (self._frame is not None or not self._waiting) and not self._closed and not stop.is_set():
-                self._cond.wait(0.1)
-            return not self._closed and not stop.is_set()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def drain(self) -> None:
-        """Close, and count a frame nobody took as dropped."""
-        with self._cond:
-            if self._frame is not None:
-                self.dropped += 1
-                self._frame = None
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 class Source:
@@ -288,34 +216,31 @@ def open_source(
     return CameraSource(0 if camera is None else camera)
 
 
-class CaptureThread(threading.Thread):
-    """Reads ``source`` into a :class:`LatestFrame` until the end, ``stop`` or an error.
+class Capture:
+    """Reads a source into a :class:`Latest` holder: the capture stage of a live run.
 
-    Paced sources are read continuously (newest frame wins). Unpaced files are decoded on
-    demand: a frame is read only while inference is waiting for one, so nothing spins. The
-    source is released and the holder closed in ``finally``; an exception is kept in ``error``.
+    Paced sources are read continuously (the newest frame wins). Unpaced files are decoded on
+    demand: a frame is read only while inference waits for one, so nothing spins. ``run``
+    ends at the end of the source or on ``stop``; ``close`` releases the source and closes the
+    holder, so the stage after it ends too.
     """
 
-    def __init__(self, source: Source, holder: LatestFrame, stop: threading.Event) -> None:
-        super().__init__(name="livedepth-capture", daemon=True)
+    def __init__(self, source: Source, holder: Latest[Frame], stop: threading.Event) -> None:
         self.source = source
         self.holder = holder
-        self.stop_event = stop
+        self.stop = stop
         self.captured = 0
-        self.error: BaseException | None = None
 
     def run(self) -> None:
-        try:
-            while not self.stop_event.is_set():
-                if not self.source.paced and not self.holder.wait_demand(self.stop_event):
-                    break
-                image = self.source.read(self.stop_event)
-                if image is None:
-                    break
-                self.holder.put(Frame(image, self.captured, time.monotonic()))
-                self.captured += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the pipeline
-            self.error = exc
-        finally:
-            self.source.release()
-            self.holder.close()
+        while not self.stop.is_set():
+            if not self.source.paced and not self.holder.wait_demand(self.stop):
+                return
+            image = self.source.read(self.stop)
+            if image is None:
+                return
+            self.holder.put(Frame(image, self.captured, time.monotonic()))
+            self.captured += 1
+
+    def close(self) -> None:
+        self.source.release()
+        self.holder.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -13,6 +14,7 @@ import av
 import numpy as np
 
 from livedepth.errors import LivedepthError
+from livedepth.frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,6 @@ class VideoInfo:
     def rate(self) -> Fraction:
         """The average frame rate as an exact fraction (falls back to 1/time_base bounds)."""
         return Fraction(self.fps).limit_denominator(1_000_000) if self.fps > 0 else Fraction(30)
-
-
-@dataclass(frozen=True)
-class DecodedFrame:
-    """One decoded video frame: its index in decode order, its pts and its BGR pixels."""
-
-    index: int
-    pts: int
-    image: np.ndarray
 
 
 @dataclass
@@ -125,7 +118,7 @@ def probe(path: str | Path) -> VideoInfo:
 
 def demux(
     path: str | Path, audio: bool = True, report: DecodeReport | None = None
-) -> Iterator[DecodedFrame | av.Packet]:
+) -> Iterator[Frame | av.Packet]:
     """Yield decoded video frames and, with ``audio``, the first audio stream's packets, in file order.
 
     Packets the decoder rejects are counted in ``report.failed_packets`` and skipped; a read
@@ -169,25 +162,15 @@ def demux(
                         log.warning("%s: missing or non-increasing frame timestamps; numbering them", path)
                         fixed = True
                 last_pts = pts
-                yield DecodedFrame(report.decoded, pts, frame.to_ndarray(format="bgr24"))
+                yield Frame(frame.to_ndarray(format="bgr24"), report.decoded, time.monotonic(), pts)
                 report.decoded += 1
             if report.read_error is not None:
                 break
 
 
-def read_frames(path: str | Path) -> Iterator[DecodedFrame]:
+def read_frames(path: str | Path) -> Iterator[Frame]:
     """Yield every decodable video frame of ``path`` (BGR uint8) with its pts."""
     yield from demux(path, audio=False)  # type: ignore[misc]
-
-
-def read_audio_packets(path: str | Path) -> Iterator[av.Packet]:
-    """Yield the first audio stream's packets (none if there is no audio)."""
-    with open_input(path) as container:
-        if not container.streams.audio:
-            return
-        for packet in container.demux(container.streams.audio[0]):
-            if packet.size:
-                yield packet
 
 
 def can_carry(stream: av.AudioStream, fmt: str = "mp4") -> bool:
@@ -201,6 +184,19 @@ def can_carry(stream: av.AudioStream, fmt: str = "mp4") -> bool:
         return False
 
 
+#: VideoWriter's BGR -> yuv420p conversion: BT.709 matrix, limited (16-235) range, rounded (not
+#: truncated: 1 level darker). Left to its defaults, ``reformat`` uses BT.601 and the stream says
+#: nothing, so players have to guess.
+_TO_YUV = {
+    "format": "yuv420p",
+    "dst_colorspace": av.video.reformatter.Colorspace.ITU709,
+    "dst_color_range": av.video.reformatter.ColorRange.MPEG,
+    "interpolation": av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.ACCURATE_RND,
+}
+#: AVCOL_SPC_BT709, the codec context's tag for that matrix (PyAV's ``Colorspace`` holds swscale's values).
+_AVCOL_SPC_BT709 = 1
+
+
 class VideoWriter:
     """H.264 yuv420p video (mp4 by default) that keeps the caller's ``time_base`` and ``pts``.
 
@@ -209,7 +205,8 @@ class VideoWriter:
     pts is written as given and reads back unchanged. Odd sizes are padded by one pixel of
     black on the right/bottom, because yuv420p needs even sizes. ``audio_template`` is an input
     audio stream: its packets, passed to :meth:`mux_audio`, are copied unchanged, or re-encoded
-    to AAC when the container cannot carry the codec.
+    to AAC when the container cannot carry the codec. Colours are converted as BT.709 limited
+    range (:data:`_TO_YUV`) and the stream is tagged so, with BT.709 (sRGB's) primaries and transfer.
     """
 
     def __init__(
@@ -261,6 +258,10 @@ class VideoWriter:
             self._video.codec_context.time_base = time_base
             self._video.codec_context.gop_size = gop
             self._video.codec_context.max_b_frames = 0
+            self._video.codec_context.colorspace = _AVCOL_SPC_BT709
+            self._video.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
+            self._video.codec_context.color_primaries = av.video.reformatter.ColorPrimaries.BT709
+            self._video.codec_context.color_trc = av.video.reformatter.ColorTrc.BT709
             if codec == "libx264":
                 self._video.options = {"crf": str(crf), "preset": preset, "bf": "0"}
             self._audio, self._audio_decoder = self._add_audio(audio_template, fmt)
@@ -302,7 +303,7 @@ class VideoWriter:
         if any(self._pad):
             image_bgr = np.pad(image_bgr, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)))
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
-        frame = frame.reformat(format="yuv420p")
+        frame = frame.reformat(**_TO_YUV)
         frame.pts = pts
         frame.time_base = self._video.time_base
         self._container.mux(self._video.encode(frame))

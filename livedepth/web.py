@@ -16,11 +16,14 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -31,7 +34,10 @@ import numpy as np
 
 from livedepth.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.errors import LivedepthError
-from livedepth.sinks import RenderedFrame
+from livedepth.frames import Rendered
+from livedepth.settings import WebSettings
+from livedepth.sinks import Sink
+from livedepth.stages import Latest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,20 @@ class WebOptions:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 50_000_000
     upload_max_side: int = 1920  # uploads larger than this are scaled down before inference
+
+    @classmethod
+    def from_settings(cls, web: WebSettings, address: tuple[str, int]) -> WebOptions:
+        """Options for ``[web]`` served at ``address``; the token defaults to ``$LIVEDEPTH_TOKEN``.
+
+        Refuses (one line) a non-loopback address without a token.
+        """
+        host, port = address
+        token = web.token if web.token is not None else os.environ.get("LIVEDEPTH_TOKEN") or None
+        check_bind(host, token, web.no_auth)
+        return cls(host=host, port=port, token=token, no_auth=web.no_auth, max_clients=web.max_clients,
+                   jpeg_quality=web.jpeg_quality, stream_fps=web.stream_fps,
+                   max_upload_bytes=int(web.max_upload_mb * 2**20),
+                   max_upload_pixels=int(web.max_upload_megapixels * 1e6))
 
 
 def is_loopback(host: str) -> bool:
@@ -99,78 +119,40 @@ def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]
 
 
 class FrameHub:
-    """The newest rendered frame, JPEG-encoded at most once, on demand, for all clients."""
+    """The newest rendered frame for every viewer, JPEG-encoded at most once, on demand."""
 
     def __init__(self, jpeg_quality: int = 80) -> None:
         self.jpeg_quality = int(jpeg_quality)
-        self._cond = threading.Condition()
-        self._image: np.ndarray | None = None
-        self._seq = 0
-        self._closed = False
+        self.frames: Latest[np.ndarray] = Latest()
         self._encode_lock = threading.Lock()
-        self._jpeg: bytes | None = None
-        self._jpeg_seq = 0
+        self._jpeg: tuple[int, bytes] | None = None
 
     def publish(self, image: np.ndarray) -> None:
-        """Make ``image`` (BGR uint8) the newest frame; never blocks on clients."""
-        with self._cond:
-            self._image = image
-            self._seq += 1
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        """Wake every waiting client so that it ends."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def seq(self) -> int:
-        """Number of frames published so far."""
-        return self._seq
-
-    def wait_newer(self, seq: int, timeout: float) -> bool:
-        """Wait until a frame newer than ``seq`` exists; False on timeout or close."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._seq > seq or self._closed, timeout)
-            return self._seq > seq and not self._closed
+        """Make ``image`` (BGR uint8) the newest frame; never blocks on viewers."""
+        self.frames.put(image)
 
     def jpeg(self) -> tuple[int, bytes] | None:
-        """(seq, JPEG) of the newest frame, or None before the first frame."""
+        """(sequence number, JPEG) of the newest frame, or None before the first frame."""
         with self._encode_lock:
-            with self._cond:
-                image, seq = self._image, self._seq
+            seq, image = self.frames.newest()
             if image is None:
                 return None
-            if seq != self._jpeg_seq:
+            if self._jpeg is None or self._jpeg[0] != seq:
                 ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
                 if not ok:
                     raise RuntimeError("JPEG encoding failed")
-                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
-            return self._jpeg_seq, self._jpeg
+                self._jpeg = seq, buf.tobytes()
+            return self._jpeg
 
 
-class LockedEstimator:
-    """A DepthEstimator shared by the live pipeline and photo uploads: one inference at a time."""
-
-    def __init__(self, estimator) -> None:
-        self.estimator = estimator
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name: str):
-        return getattr(self.estimator, name)
-
-    def infer(self, batch: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-        with self.lock:
-            return self.estimator.infer(batch, out_hw)
-
-    def predict(self, frame_bgr: np.ndarray) -> np.ndarray:
-        with self.lock:
-            return self.estimator.predict(frame_bgr)
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux; threads it starts inherit it), so a photo
+    upload's forward, and the model it may build, take only the CPU the live stream leaves."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except OSError:
+            pass
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -265,7 +247,38 @@ def _finite(value):
 
 
 class _Server(ThreadingHTTPServer):
-    """A thread per connection; a connection that fails is logged at debug level, not printed."""
+    """A thread per connection, joined on close; a failed connection is logged at debug level.
+
+    ``close_connections`` ends idle keep-alive connections at once, so closing the server
+    never waits for a client's timeout.
+    """
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address) -> None:
         log.debug("connection from %s failed", client_address, exc_info=True)
@@ -278,8 +291,9 @@ class _Server6(_Server):
 class WebServer:
     """The HTTP server. ``start()`` serves on a background thread; ``close()`` ends it.
 
-    ``stats`` and ``colorizer`` are callables giving the live pipeline's stats snapshot and its
-    current colorizer (both None without a live source); ``estimator`` serves photo uploads.
+    ``stats`` gives the live run's statistics and ``colorizer`` is the live run's colorizer,
+    which the page may change (both None without a live source); ``estimator`` (thread-safe)
+    serves photo uploads. The live frames arrive through :attr:`hub`.
     """
 
     def __init__(
@@ -287,8 +301,8 @@ class WebServer:
         options: WebOptions,
         *,
         estimator=None,
-        stats=None,
-        colorizer=None,
+        stats: Callable[[], dict] | None = None,
+        colorizer: Colorizer | None = None,
     ) -> None:
         check_bind(options.host, options.token, options.no_auth)
         self.options = options
@@ -333,23 +347,15 @@ class WebServer:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until ``close()`` from another thread (or Ctrl+C)."""
-        self.httpd.serve_forever()
-
     def close(self) -> None:
-        """Stop serving, end the streams and free the port (idempotent)."""
-        self.hub.close()
+        """Stop serving, end the streams and connections, join their threads, free the port."""
+        self.hub.frames.close()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join()
             self._thread = None
+        self.httpd.close_connections()
         self.httpd.server_close()
-
-    def attach(self, pipeline) -> None:
-        """Serve ``pipeline``'s stats and let the page change its colorizer."""
-        self.stats = pipeline.stats.snapshot
-        self.colorizer = lambda: pipeline.colorizer
 
     # -- handlers (called from _Handler on a connection thread) ------------------------------
 
@@ -363,7 +369,7 @@ class WebServer:
             raise HTTPError(403, "wrong token")
 
     def settings(self) -> dict:
-        colorizer = self.colorizer() if self.colorizer is not None else None
+        colorizer = self.colorizer
         return {
             "live": self.live,
             "layout": colorizer.layout if colorizer else "depth",
@@ -382,7 +388,7 @@ class WebServer:
             colormap = check_colormap(str(values["colormap"])) if "colormap" in values else None
         except LivedepthError as exc:
             raise HTTPError(400, str(exc)) from None
-        colorizer = self.colorizer()
+        colorizer = self.colorizer
         if layout:
             colorizer.layout = layout
         if colormap:
@@ -403,6 +409,7 @@ class WebServer:
             scale = limit / max(h, w)
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        lower_thread_priority()  # the live stream comes first
         depth = self.estimator.predict(image)
         ok, buf = cv2.imencode(".png", colorizer.render(depth, image))
         if not ok:
@@ -584,8 +591,8 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         interval = 1.0 / max_fps if max_fps > 0 else 0.0
         next_at = 0.0
-        while not hub.closed and not self._peer_closed():
-            if not hub.wait_newer(sent, timeout=0.5):
+        while not hub.frames.closed and not self._peer_closed():
+            if not hub.frames.wait_newer(sent, timeout=0.5):
                 continue
             if interval:
                 delay = next_at - time.monotonic()
@@ -614,22 +621,14 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
 
-class WebSink:
-    """Live-pipeline output stage that publishes every shown frame to a :class:`WebServer`."""
+class WebSink(Sink):
+    """Live-pipeline output stage that publishes every rendered frame to a :class:`WebServer`."""
 
     def __init__(self, server: WebServer) -> None:
         self.server = server
 
-    def attach(self, pipeline) -> None:
-        """Serve ``pipeline``: its stats, its colorizer, and its estimator (under a lock) for uploads."""
-        if not isinstance(pipeline.estimator, LockedEstimator):
-            pipeline.estimator = LockedEstimator(pipeline.estimator)
-        self.server.estimator = pipeline.estimator
-        self.server.attach(pipeline)
-        self.server.start()
-
-    def write(self, frame: RenderedFrame) -> None:
-        self.server.hub.publish(frame.image)
+    def write(self, rendered: Rendered) -> None:
+        self.server.hub.publish(rendered.image)
 
     def close(self) -> None:
         self.server.close()

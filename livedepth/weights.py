@@ -196,3 +196,22 @@ def load_state_dict_into(model: nn.Module, path: Path, expected_sha256: str | No
     state = check_schema(model, read_state_dict(path), str(path))
     model.load_state_dict(state, strict=True)
     return sha
+
+
+def describe(spec: WeightsSpec) -> str:
+    """One line: which weights file ``spec`` names and whether it is there."""
+    if spec.path is not None:
+        return f"{spec.path} (from {spec.origin}, {'present' if spec.path.is_file() else 'MISSING'})"
+    cached = cache_dir() / WEIGHTS_FILENAME
+    state = "cached" if cached.is_file() else f"not cached; `livedepth weights fetch` downloads {spec.url}"
+    return f"{cached} ({state})"
+
+
+def fetch_and_verify(spec: WeightsSpec, download: bool = False) -> str:
+    """Resolve the weights (downloading them with ``download``), load them into the model and
+    return ``PATH ok sha256=... (from ORIGIN)``."""
+    from livedepth.model import build_model
+
+    resolved = resolve(spec, allow_download=download)
+    sha = load_state_dict_into(build_model(), resolved.path, spec.sha256)
+    return f"{resolved.path} ok sha256={sha} (from {resolved.origin})"

@@ -67,6 +67,12 @@ def make_clip(
     return pts_list
 
 
+def live_clip(path: Path, frames: int, fps: float, size: tuple[int, int] = (160, 120)) -> Path:
+    """A silent H.264 clip for the live tests (a moving square on a gradient); returns ``path``."""
+    make_clip(path, frames, *size, Fraction(fps).limit_denominator(1001), audio=None)
+    return path
+
+
 def _mux_audio(out, sound, sample: int) -> None:
     rng = np.random.default_rng(sample)
     fmt = {"pcm_s16le": "s16", "pcm_u8": "u8"}.get(sound.codec_context.name, "fltp")
@@ -106,6 +112,20 @@ def decoded_pts(path: Path) -> tuple[list[Fraction], int]:
         stream = container.streams.video[0]
         times = [Fraction(f.pts) * Fraction(stream.time_base) for f in container.decode(stream)]
     return times, len(times)
+
+
+def frames_in_growing_file(path: Path) -> int:
+    """Frames decodable from a snapshot of a file that may still be growing."""
+    if not path.is_file():
+        return 0
+    snapshot = path.with_name("snapshot.mp4")
+    snapshot.write_bytes(path.read_bytes())
+    try:
+        return decoded_pts(snapshot)[1]
+    except Exception:  # noqa: BLE001 - not yet a readable file
+        return 0
+    finally:
+        snapshot.unlink(missing_ok=True)
 
 
 def audio_packet_times(path: Path) -> list[Fraction]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from golden import expand_synthetic_weights  # noqa: E402
+from golden import expand_synthetic_weights
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Helpers for the live tests: synthetic clips and a tiny MJPEG-over-HTTP server process."""
+"""Helpers for the live tests: a tiny MJPEG-over-HTTP server process on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import cv2
-import numpy as np
 
 MJPEG_SERVER = r'''
 import sys, time, cv2, numpy as np
@@ -37,20 +33,6 @@ class Handler(BaseHTTPRequestHandler):
 ThreadingHTTPServer.allow_reuse_address = True
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 '''
-
-
-def make_clip(path: Path, frames: int, fps: float, size: tuple[int, int] = (160, 120)) -> Path:
-    """A moving-disc mp4 written with cv2.VideoWriter (no binary fixtures)."""
-    w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    assert writer.isOpened()
-    for i in range(frames):
-        img = np.zeros((h, w, 3), np.uint8)
-        img[:, :, 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
-        cv2.circle(img, (int(w * (0.1 + 0.8 * (i % 50) / 50)), h // 2), h // 5, (0, 200, 255), -1)
-        writer.write(img)
-    writer.release()
-    return path
 
 
 def free_port() -> int:

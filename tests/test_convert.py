@@ -185,8 +185,10 @@ def test_truncated_input_kept_with_keep_damaged(tmp_path, weights_pt):
 @pytest.mark.parametrize(
     "flags, fragment",
     [
-        (["--layout", "mosaic"], "unknown layout"),
-        (["--colormap", "nope"], "unknown colormap"),
+        (["--layout", "mosaic"], "--layout mosaic: must be one of depth, side, overlay, blur"),
+        (["--colormap", "nope"], "--colormap nope: unknown colormap"),
+        (["--crf", "60"], "--crf 60: must be from 0 to 51"),
+        (["--size", "200"], "--size 200: must be a multiple of 32"),
     ],
 )
 def test_bad_flags(tmp_path, weights_pt, flags, fragment):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import ROOT
-from clips import decoded_pts, make_clip
+from clips import decoded_pts, frames_in_growing_file, make_clip
 
 from livedepth.convert import partial_path
 
@@ -34,25 +34,11 @@ def _start(src: Path, out: Path, weights: Path) -> subprocess.Popen:
     )
 
 
-def _frames_in(path: Path) -> int:
-    """Frames decodable from a snapshot of a file that may still be growing."""
-    if not path.is_file():
-        return 0
-    snapshot = path.with_name("snapshot.mp4")
-    snapshot.write_bytes(path.read_bytes())
-    try:
-        return decoded_pts(snapshot)[1]
-    except Exception:  # noqa: BLE001 - not yet a readable file
-        return 0
-    finally:
-        snapshot.unlink(missing_ok=True)
-
-
 def _wait_for_frames(proc: subprocess.Popen, path: Path, timeout: float = 240) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
-        n = _frames_in(path)
+        n = frames_in_growing_file(path)
         if n > 0:
             return n
         time.sleep(0.5)

@@ -34,7 +34,7 @@ def test_queues_stay_bounded_and_no_frame_is_dropped(tmp_path):
 
     def sample():
         while not done.is_set():
-            peaks.append((conv._decoded_q.qsize(), conv._rendered_q.qsize()))
+            peaks.append((conv._decoded.pending, conv._rendered.pending))
             time.sleep(0.002)
 
     sampler = threading.Thread(target=sample)

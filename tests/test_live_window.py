@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 import pytest
 from cli_helpers import ROOT, assert_one_line_error
-from live_helpers import make_clip
+from clips import live_clip
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("Xvfb") and shutil.which("xdotool") and (shutil.which("import") or shutil.which("xwd"))),
-    reason="needs Xvfb, xdotool and imagemagick (import) or xwd",
+T = TypeVar("T")
+
+# ./test.sh apt-installs Xvfb and xdotool; python-xlib (pure Python, no system library) is in the test extra.
+needs_xvfb = pytest.mark.skipif(
+    not (shutil.which("Xvfb") and shutil.which("xdotool") and importlib.util.find_spec("Xlib")),
+    reason="needs Xvfb, xdotool and python-xlib (./test.sh installs them)",
 )
 
 
 def _free_display() -> int:
+    """A display number that no X server is using."""
     for n in range(90, 190):
         if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
             return n
@@ -29,7 +36,7 @@ def _free_display() -> int:
 
 
 @pytest.fixture
-def xvfb():
+def xvfb() -> Iterator[dict[str, str]]:
     """A private Xvfb server; yields the environment for processes that use it.
 
     ``-displayfd`` lets Xvfb pick a free display and say when it accepts clients, and
@@ -54,13 +61,17 @@ def xvfb():
     server.wait(10)
 
 
-def _x(env, *args: str, check: bool = True) -> str:
+def _x(env: dict[str, str], *args: str, check: bool = True) -> str:
+    """Run an X client (xdotool) on the test's display; its stdout."""
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=30, check=check).stdout
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate: Callable[[], T | None], timeout: float, what: str, proc: subprocess.Popen[str]) -> T:
+    """Poll ``predicate`` until it returns something non-empty; fail after ``timeout`` s or if ``proc`` ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"livedepth exited {proc.returncode} while waiting for {what}:\n{proc.communicate()[1]}")
         value = predicate()
         if value is not None and value is not False and (not hasattr(value, "__len__") or len(value)):
             return value
@@ -68,20 +79,27 @@ def _wait_for(predicate, timeout: float, what: str):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _screenshot(env, path: Path) -> np.ndarray:
-    if shutil.which("import"):
-        _x(env, "import", "-window", "root", str(path))
-    else:
-        xwd = path.with_suffix(".xwd")
-        _x(env, "xwd", "-root", "-silent", "-out", str(xwd))
-        _x(env, "convert", str(xwd), str(path))
-    image = cv2.imread(str(path))
-    assert image is not None
-    return image
+def _screenshot(env: dict[str, str]) -> np.ndarray:
+    """The X root window as a BGR uint8 array, read with one GetImage request (python-xlib)."""
+    from Xlib import X
+    from Xlib.display import Display
+
+    conn = Display(env["DISPLAY"])
+    try:
+        root = conn.screen().root
+        size = root.get_geometry()
+        image = root.get_image(0, 0, size.width, size.height, X.ZPixmap, 0xFFFFFFFF)
+        lsb_first = conn.display.info.image_byte_order == X.LSBFirst
+    finally:
+        conn.close()
+    # Xvfb's 24-bit TrueColor ZPixmap: 4 bytes a pixel, least significant first, so B, G, R, unused
+    assert image.depth == 24 and lsb_first and len(image.data) == size.width * size.height * 4
+    return np.frombuffer(image.data, np.uint8).reshape(size.height, size.width, 4)[:, :, :3]
 
 
-def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path, weights_pt, xvfb):
-    clip = make_clip(tmp_path / "clip.mp4", 1500, 25.0)  # 60 s: the run ends by the q key, not the file
+@needs_xvfb
+def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path: Path, weights_pt: Path, xvfb: dict[str, str]) -> None:
+    clip = live_clip(tmp_path / "clip.mp4", 1500, 25.0)  # 60 s: the run ends by the q key, not the file
     snaps = tmp_path / "snaps"
     snaps.mkdir()
     proc = subprocess.Popen(
@@ -91,18 +109,18 @@ def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path, weights_pt, xvfb)
     )
     try:
         window = _wait_for(lambda: _x(xvfb, "xdotool", "search", "--name", "^livedepth$", check=False).split(),
-                           120, "the livedepth window")[0]
+                           120, "the livedepth window", proc)[0]
 
         black_checks = 0
 
-        def painted():
+        def painted() -> tuple[int, int, np.ndarray] | None:
             nonlocal black_checks
             geometry = _x(xvfb, "xdotool", "getwindowgeometry", "--shell", window)
             g = dict(line.split("=") for line in geometry.split())
             x, y, w, h = (int(g[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
             if (w, h) != (160, 120):  # the window takes the frame's size once the first frame is shown
                 return None
-            region = _screenshot(xvfb, tmp_path / "screen.png")[y:y + h, x:x + w]
+            region = _screenshot(xvfb)[y:y + h, x:x + w]
             if region.std() > 10:
                 return x, y, region
             black_checks += 1
@@ -114,16 +132,21 @@ def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path, weights_pt, xvfb)
                 _x(xvfb, "xdotool", "windowmap", "--sync", window)
             return None
 
-        x, y, region = _wait_for(painted, 60, "the 160x120 depth image in the window")
+        x, y, region = _wait_for(painted, 60, "the 160x120 depth image in the window", proc)
         w, h = 160, 120
         # the status overlay (white text on a black band) is drawn at the top left
         assert (region[:15, :] > 200).all(axis=2).sum() > 10
 
         _x(xvfb, "xdotool", "mousemove", str(x + w // 2), str(y + h // 2))
         _x(xvfb, "xdotool", "key", "s")
-        pngs = _wait_for(lambda: list(snaps.glob("livedepth-*.png")), 30, "the snapshot PNG")
-        snap = cv2.imread(str(pngs[0]))
-        assert snap is not None and snap.shape == (120, 160, 3)
+
+        def snapshot() -> np.ndarray | None:
+            # the PNG shows up before cv2.imwrite has finished it: wait until it reads whole
+            pngs = list(snaps.glob("livedepth-*.png"))
+            return cv2.imread(str(pngs[0])) if pngs else None
+
+        snap = _wait_for(snapshot, 30, "the snapshot PNG", proc)
+        assert snap.shape == (120, 160, 3)
 
         _x(xvfb, "xdotool", "key", "q")
         _, stderr = proc.communicate(timeout=60)
@@ -133,8 +156,8 @@ def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path, weights_pt, xvfb)
     assert "Traceback" not in stderr and "quit" in stderr
 
 
-def test_unreachable_display_is_a_one_line_error_not_an_abort(tmp_path, weights_pt):
-    clip = make_clip(tmp_path / "clip.mp4", 5, 25.0)
+def test_unreachable_display_is_a_one_line_error_not_an_abort(tmp_path: Path, weights_pt: Path) -> None:
+    clip = live_clip(tmp_path / "clip.mp4", 5, 25.0)
     env = {**os.environ, "DISPLAY": f":{_free_display()}"}
     proc = subprocess.run(
         [sys.executable, "-m", "livedepth", "live", "--input", str(clip), "--weights", str(weights_pt)],

@@ -8,17 +8,20 @@ import time
 import av
 import numpy as np
 import pytest
-from live_helpers import make_clip
+
+
+from clips import live_clip
 
 from livedepth.colorize import Colorizer
 from livedepth.errors import LivedepthError
 from livedepth.estimator import DepthEstimator
 from livedepth.pipeline import LivePipeline
-from livedepth.sinks import RecordSink, RenderedFrame
+from livedepth.frames import Rendered
+from livedepth.sinks import RecordSink, Sink
 from livedepth.sources import FileSource, Source
 
 STATS_KEYS = {
-    "frames_captured", "frames_processed", "frames_dropped", "frames_shown", "duplicates_processed",
+    "frames_captured", "frames_processed", "frames_dropped", "frames_shown",
     "fps_processed", "fps_captured", "latency_ms", "inference_ms", "wall_s",
 }
 
@@ -40,13 +43,13 @@ class SlowEstimator(DepthEstimator):
         return super().infer(batch, out_hw)
 
 
-class CollectSink:
+class CollectSink(Sink):
     def __init__(self) -> None:
-        self.frames: list[RenderedFrame] = []
+        self.frames: list[Rendered] = []
         self.closed = False
 
-    def write(self, frame: RenderedFrame) -> None:
-        self.frames.append(frame)
+    def write(self, rendered: Rendered) -> None:
+        self.frames.append(rendered)
 
     def close(self) -> None:
         self.closed = True
@@ -63,7 +66,7 @@ def estimator_factory(weights_pt):
 
 def test_realtime_file_with_a_slow_model_keeps_up_and_drops_the_rest(tmp_path, estimator_factory):
     fps, frames = 25.0, 75  # a 3 s clip
-    clip = make_clip(tmp_path / "clip.mp4", frames, fps)
+    clip = live_clip(tmp_path / "clip.mp4", frames, fps)
     sink = CollectSink()
     pipeline = LivePipeline(FileSource(clip, realtime=True), estimator_factory(delay=0.12),
                             Colorizer(normalize="stable"), [sink])
@@ -72,8 +75,7 @@ def test_realtime_file_with_a_slow_model_keeps_up_and_drops_the_rest(tmp_path, e
     assert set(stats) == STATS_KEYS
     assert stats["frames_captured"] == frames, "capture keeps the file's native rate: every frame is read"
     assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
-    assert stats["duplicates_processed"] == 0
-    ids = [f.frame_id for f in sink.frames]
+    ids = [f.frame.index for f in sink.frames]
     assert ids == sorted(set(ids)) and len(ids) == stats["frames_shown"]
     assert stats["frames_dropped"] > frames / 2, "a model slower than the camera must drop frames"
     # processed rate ~ inference rate (the model is the bottleneck, nothing else waits)
@@ -86,19 +88,19 @@ def test_realtime_file_with_a_slow_model_keeps_up_and_drops_the_rest(tmp_path, e
 
 
 def test_file_on_demand_processes_every_frame_in_order(tmp_path, estimator_factory):
-    clip = make_clip(tmp_path / "clip.mp4", 15, 30.0)
+    clip = live_clip(tmp_path / "clip.mp4", 15, 30.0)
     sink = CollectSink()
     pipeline = LivePipeline(FileSource(clip), estimator_factory(), Colorizer(layout="side"), [sink])
     stats = pipeline.run()
-    assert [f.frame_id for f in sink.frames] == list(range(15))
+    assert [f.frame.index for f in sink.frames] == list(range(15))
     assert stats["frames_processed"] == stats["frames_captured"] == stats["frames_shown"] == 15
-    assert stats["frames_dropped"] == 0 and stats["duplicates_processed"] == 0
+    assert stats["frames_dropped"] == 0
     assert sink.frames[0].image.shape == (120, 320, 3)  # side layout of a 160x120 frame
     assert sink.frames[0].depth.shape == (120, 160) and sink.frames[0].depth.dtype == np.float32
 
 
 def test_max_frames_and_record_sink_write_real_timestamps(tmp_path, estimator_factory):
-    clip = make_clip(tmp_path / "clip.mp4", 50, 25.0)
+    clip = live_clip(tmp_path / "clip.mp4", 50, 25.0)
     out = tmp_path / "rec.mp4"
     record = RecordSink(out, rate=25.0)
     pipeline = LivePipeline(FileSource(clip, realtime=True), estimator_factory(delay=0.05),
@@ -117,7 +119,7 @@ def test_max_frames_and_record_sink_write_real_timestamps(tmp_path, estimator_fa
 
 
 def test_error_in_the_model_ends_the_run_with_one_line(tmp_path, estimator_factory):
-    clip = make_clip(tmp_path / "clip.mp4", 200, 25.0)
+    clip = live_clip(tmp_path / "clip.mp4", 200, 25.0)
     pipeline = LivePipeline(FileSource(clip, realtime=True), estimator_factory(fail_at=3), Colorizer())
     with pytest.raises(LivedepthError) as info:
         pipeline.run()
@@ -163,7 +165,7 @@ class EndlessSource(BrokenSource):
 
 def test_stop_from_another_thread_ends_every_stage(estimator_factory):
     source = EndlessSource()
-    pipeline = LivePipeline(source, estimator_factory(delay=0.02), Colorizer(), handle_signals=False)
+    pipeline = LivePipeline(source, estimator_factory(delay=0.02), Colorizer())
     threading.Timer(1.0, pipeline.stop).start()
     stats = pipeline.run()
     assert pipeline.stop_reason == "stopped"
@@ -175,7 +177,7 @@ def test_stop_from_another_thread_ends_every_stage(estimator_factory):
 def test_colorizer_can_be_swapped_while_running(estimator_factory):
     source = EndlessSource()
     sink = CollectSink()
-    pipeline = LivePipeline(source, estimator_factory(), Colorizer(layout="depth"), [sink], handle_signals=False)
+    pipeline = LivePipeline(source, estimator_factory(), Colorizer(layout="depth"), [sink])
 
     def swap():
         pipeline.colorizer = Colorizer(layout="side")
@@ -189,13 +191,13 @@ def test_colorizer_can_be_swapped_while_running(estimator_factory):
 
 def test_max_fps_caps_the_processing_rate_and_drops_the_rest(tmp_path, estimator_factory):
     fps, frames, cap = 25.0, 100, 5.0  # a 4 s clip; the model alone would keep up with every frame
-    clip = make_clip(tmp_path / "clip.mp4", frames, fps)
+    clip = live_clip(tmp_path / "clip.mp4", frames, fps)
     sink = CollectSink()
     pipeline = LivePipeline(FileSource(clip, realtime=True), estimator_factory(), Colorizer(), [sink], max_fps=cap)
     stats = pipeline.run()
     assert stats["frames_captured"] == frames, "the cap slows inference, not capture"
     assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
-    assert stats["duplicates_processed"] == 0 and stats["frames_shown"] == stats["frames_processed"] > 0
+    assert stats["frames_shown"] == stats["frames_processed"] > 0
     assert stats["fps_processed"] <= cap * 1.1, stats
     assert 1000 / stats["inference_ms"]["p50"] > 2 * cap, "the model must be faster than the cap for this test"
     assert live_threads() == []
@@ -203,7 +205,7 @@ def test_max_fps_caps_the_processing_rate_and_drops_the_rest(tmp_path, estimator
 
 def test_stop_is_prompt_while_waiting_for_the_fps_cap(estimator_factory):
     source = EndlessSource()
-    pipeline = LivePipeline(source, estimator_factory(), Colorizer(), max_fps=0.01, handle_signals=False)
+    pipeline = LivePipeline(source, estimator_factory(), Colorizer(), max_fps=0.01)
     threading.Timer(1.0, pipeline.stop).start()
     stats = pipeline.run()
     assert stats["frames_processed"] == 1  # the first frame, then a 100 s wait that stop() cuts short
@@ -213,5 +215,5 @@ def test_stop_is_prompt_while_waiting_for_the_fps_cap(estimator_factory):
 
 
 def test_max_fps_must_not_be_negative(estimator_factory):
-    with pytest.raises(LivedepthError, match="FPS cap"):
+    with pytest.raises(ValueError, match="max_fps"):
         LivePipeline(EndlessSource(), estimator_factory(), Colorizer(), max_fps=-1)

@@ -7,20 +7,32 @@ import time
 
 import numpy as np
 import pytest
-from live_helpers import free_port, kill, make_clip, start_mjpeg_server
+from clips import live_clip
+from live_helpers import free_port, kill, start_mjpeg_server
 
 from livedepth.errors import LivedepthError
-from livedepth.sources import CameraSource, CaptureThread, FileSource, Frame, LatestFrame, StreamSource, open_source
+from livedepth.frames import Frame
+from livedepth.sources import CameraSource, Capture, FileSource, StreamSource, open_source
+from livedepth.stages import Latest, Stages
+
+
+def _capture(source) -> tuple[Capture, Latest[Frame], Stages]:
+    """A capture stage of ``source`` running in its own thread."""
+    holder: Latest[Frame] = Latest()
+    stages = Stages("capture")
+    capture = Capture(source, holder, stages.stop_event)
+    stages.start("capture", capture.run, on_exit=capture.close)
+    return capture, holder, stages
 
 
 def test_latest_frame_never_hands_out_a_frame_twice_and_counts_drops():
-    holder = LatestFrame()
+    holder: Latest[Frame] = Latest()
     taken: list[int] = []
     total = 400
 
     def consume():
         while (frame := holder.take(timeout=5)) is not None:
-            taken.append(frame.frame_id)
+            taken.append(frame.index)
             time.sleep(0.002)
 
     consumer = threading.Thread(target=consume)
@@ -39,33 +51,29 @@ def test_latest_frame_never_hands_out_a_frame_twice_and_counts_drops():
 
 
 def test_file_on_demand_decodes_only_when_asked(tmp_path):
-    clip = make_clip(tmp_path / "c.mp4", 12, 25.0)
+    clip = live_clip(tmp_path / "c.mp4", 12, 25.0)
     source = FileSource(clip)
     assert not source.paced
-    holder, stop = LatestFrame(), threading.Event()
-    capture = CaptureThread(source, holder, stop)
-    capture.start()
+    capture, holder, stages = _capture(source)
     time.sleep(0.3)
     assert capture.captured == 0, "nothing is decoded before inference asks"
     ids = []
     while (frame := holder.take(timeout=5)) is not None:
-        ids.append(frame.frame_id)
+        ids.append(frame.index)
         time.sleep(0.02)  # a consumer slower than the decoder: still nothing is dropped
-    capture.join(5)
-    assert ids == list(range(12)) and holder.dropped == 0 and capture.error is None
+    stages.join(5)
+    assert ids == list(range(12)) and holder.dropped == 0 and stages.error is None
 
 
 def test_realtime_file_is_paced_at_its_float_frame_rate(tmp_path):
-    clip = make_clip(tmp_path / "slow.mp4", 6, 2.5)
+    clip = live_clip(tmp_path / "slow.mp4", 6, 2.5)
     source = FileSource(clip, realtime=True)
     assert source.paced and source.fps == pytest.approx(2.5)
-    holder, stop = LatestFrame(), threading.Event()
-    capture = CaptureThread(source, holder, stop)
+    _, holder, stages = _capture(source)
     stamps = []
-    capture.start()
     while (frame := holder.take(timeout=5)) is not None:
         stamps.append(frame.captured_at)
-    capture.join(5)
+    stages.join(5)
     assert len(stamps) == 6
     span = stamps[-1] - stamps[0]
     # 5 intervals of 0.4 s = 2.0 s; int(fps) pacing would give 2.5 s.

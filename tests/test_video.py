@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import os
 from fractions import Fraction
 
 import av
@@ -12,7 +12,8 @@ from clips import audio_packet_times, audio_packets, decoded_pts, frame_image, m
 
 from livedepth.errors import LivedepthError
 from livedepth.rawdepth import DepthScale
-from livedepth.video import DecodedFrame, VideoWriter, demux, probe, read_frames
+from livedepth.frames import Frame
+from livedepth.video import VideoWriter, demux, probe, read_frames
 
 
 def _copy(src, dst, **kwargs) -> None:
@@ -23,7 +24,7 @@ def _copy(src, dst, **kwargs) -> None:
         with VideoWriter(dst, info.width, info.height, info.time_base, info.rate,
                          audio_template=template, **kwargs) as writer:
             for item in demux(src):
-                if isinstance(item, DecodedFrame):
+                if isinstance(item, Frame):
                     writer.write(item.image, item.pts)
                 else:
                     writer.mux_audio(item)
@@ -130,11 +131,15 @@ def test_fragmented_file_decodes_when_cut_short(tmp_path):
 def test_readers_are_generators_that_close(tmp_path):
     src = tmp_path / "in.mp4"
     make_clip(src, frames=8, audio=None)
+    open_files = len(os.listdir("/proc/self/fd"))
     gen = read_frames(src)
     first = next(gen)
     assert first.index == 0 and first.image.dtype == np.uint8 and first.image.shape == (48, 64, 3)
+    assert len(os.listdir("/proc/self/fd")) > open_files, "the file is open while the generator runs"
     gen.close()
-    assert threading.active_count() >= 1
+    assert len(os.listdir("/proc/self/fd")) == open_files, "closing the generator closes the file"
+    with pytest.raises(StopIteration):
+        next(gen)
 
 
 def test_bad_files_give_one_line_errors(tmp_path):

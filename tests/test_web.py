@@ -64,10 +64,9 @@ def running_pipeline(
     estimator, source: Source, options: WebOptions, **kwargs
 ) -> Iterator[tuple[LivePipeline, WebServer]]:
     """A real LivePipeline with a WebSink, run on a background thread."""
-    server = WebServer(options)
-    sink = WebSink(server)
-    pipeline = LivePipeline(source, estimator, Colorizer(normalize="stable"), [sink], handle_signals=False, **kwargs)
-    sink.attach(pipeline)
+    pipeline = LivePipeline(source, estimator, Colorizer(normalize="stable"), **kwargs)
+    server = WebServer(options, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=pipeline.colorizer)
+    pipeline.add_sink(WebSink(server.start()))
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -228,10 +227,8 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def photo_server(estimator):
-    from livedepth.web import LockedEstimator
-
     server = WebServer(WebOptions(port=0, max_upload_bytes=2_000_000, max_upload_pixels=4_000_000),
-                       estimator=LockedEstimator(estimator)).start()
+                       estimator=estimator).start()
     yield server
     server.close()
 
@@ -310,10 +307,8 @@ def test_non_loopback_needs_a_token_or_explicit_no_auth() -> None:
 
 
 def test_token_is_checked_on_every_endpoint(estimator) -> None:
-    from livedepth.web import LockedEstimator
-
     options = WebOptions(host="0.0.0.0", port=0, token="s3cret")
-    server = WebServer(options, estimator=LockedEstimator(estimator), stats=dict, colorizer=Colorizer).start()
+    server = WebServer(options, estimator=estimator, stats=dict, colorizer=Colorizer()).start()
     server.hub.publish(np.zeros((8, 8, 3), np.uint8))
     try:
         port = server.port  # bound on every interface, reached through loopback
@@ -364,7 +359,7 @@ def test_stream_fps_caps_each_viewer() -> None:
                 next(stream)
             elapsed = time.monotonic() - t0
             stream.close()
-            published = server.hub.seq
+            published = server.hub.frames.newest()[0]
     finally:
         server.close()
     assert elapsed >= 0.9, "5 frames at 5 fps take about a second"

@@ -122,7 +122,7 @@ def test_two_thousand_frames_keep_rss_bounded(weights_file: Path) -> None:
             except (AssertionError, OSError):  # the run ended and closed the stream
                 return
 
-        wait_for(lambda: server.hub.seq > 0, 60)
+        wait_for(lambda: server.hub.frames.newest()[0] > 0, 60)
         viewers = [threading.Thread(target=view, daemon=True) for _ in range(2)]
         for viewer in viewers:
             viewer.start()
@@ -133,7 +133,7 @@ def test_two_thousand_frames_keep_rss_bounded(weights_file: Path) -> None:
             assert get(server.port, "/snapshot.jpg")[0] == 200
             time.sleep(0.05)
         stop.set()
-        while not pipeline.stopping:
+        while not pipeline.stages.stopping:
             time.sleep(0.05)
         samples["end"] = rss_mb()
     final = pipeline.stats.snapshot()

@@ -1,0 +1,1 @@
+"""The presets (``*.toml``), installed as the ``livedepth.configs`` package."""

@@ -1,0 +1,26 @@
+"""The records that travel between stages: a captured or decoded frame, and its rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One input frame: BGR pixels, its order, when it was read and (for files) its pts."""
+
+    image: np.ndarray  # BGR uint8 HxWx3
+    index: int  # strictly increasing from 0 in capture or decode order
+    captured_at: float  # time.monotonic() right after the read
+    pts: int | None = None  # video files: the frame's pts in its stream's time base
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A frame with its depth and the colorized image the sinks receive."""
+
+    frame: Frame
+    depth: np.ndarray  # float32 HxW inverse relative depth
+    image: np.ndarray  # BGR uint8, the colorizer's layout
