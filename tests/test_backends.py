@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import run_cli
+from cli_helpers import assert_one_line_error, run_cli
 from golden import TEST_IMAGE, load_fixture, rel_error
 from livedepth import backends
 from livedepth.errors import LivedepthError
@@ -90,7 +90,8 @@ def test_onnx_export_is_cached_by_weights_sha(private_weights, caplog) -> None:
     _require("onnx")
     with caplog.at_level(logging.INFO, logger="livedepth"):
         first = DepthEstimator(weights=private_weights, backend="onnx")
-    exported = private_weights.parent / f"midas_v21_small_256-{first.weights_sha256}-256x256.onnx"
+    graph = backends.graph_version()
+    exported = private_weights.parent / f"midas_v21_small_256-{first.weights_sha256}-g{graph}-256x256.onnx"
     assert exported.is_file() and "exported" in caplog.text
     stamp = exported.stat().st_mtime_ns
     frame = synthetic_frames(1)[0]
@@ -109,8 +110,19 @@ def test_onnx_export_is_cached_by_weights_sha(private_weights, caplog) -> None:
     torch.save(state, private_weights)
     third = DepthEstimator(weights=private_weights, backend="onnx")
     assert third.weights_sha256 != first.weights_sha256
-    assert (private_weights.parent / f"midas_v21_small_256-{third.weights_sha256}-256x256.onnx").is_file()
+    assert (private_weights.parent / f"midas_v21_small_256-{third.weights_sha256}-g{graph}-256x256.onnx").is_file()
     assert not np.array_equal(third.predict(frame), depth)
+
+
+def test_a_new_graph_version_never_reuses_a_stale_export(private_weights, caplog, monkeypatch) -> None:
+    _require("onnx")
+    DepthEstimator(weights=private_weights, backend="onnx")
+    monkeypatch.setattr(backends, "graph_version", lambda: "changedcode0")  # what a model-code change does
+    with caplog.at_level(logging.INFO, logger="livedepth"):
+        DepthEstimator(weights=private_weights, backend="onnx")
+    assert "exported" in caplog.text
+    assert len(list(private_weights.parent.glob("midas_v21_small_256-*-256x256.onnx"))) == 2
+
 
 
 def test_int8_checks_itself_against_fp32(private_weights, caplog) -> None:
@@ -144,7 +156,7 @@ def test_cli_image_backend_flag(weights_pt, tmp_path) -> None:
     assert "backend: torch" in proc.stderr
     assert rel_error(np.load(raw), load_fixture("post_depth_480x640.npy")) <= 1e-4
     bad = run_cli("image", str(TEST_IMAGE), str(out), "--backend", "nope", "--weights", str(weights_pt))
-    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert_one_line_error(bad, "--backend nope: must be one of auto, torch, onnx, openvino, int8")
 
 
 def test_openvino_is_imported_without_usage_telemetry() -> None:

@@ -52,3 +52,42 @@ def test_cuda_request_falls_back_to_cpu_without_cuda(weights_pt) -> None:
 
     est = DepthEstimator(weights=weights_pt, device="cuda")
     assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_threads_share_one_estimator_and_a_new_shape_never_blocks_a_ready_one(weights_pt) -> None:
+    import threading
+
+    est = DepthEstimator(weights=weights_pt, size=128, keep_aspect=True, threads=1, backend="torch")
+    landscape = cv2.resize(cv2.imread(str(TEST_IMAGE)), (160, 120))
+    portrait = np.ascontiguousarray(landscape.transpose(1, 0, 2))
+    assert est.input_size(*landscape.shape[:2]) == (96, 128) and est.input_size(*portrait.shape[:2]) == (128, 96)
+    expected = {"landscape": est.predict(landscape)}  # its shape is now ready
+
+    building, release = threading.Event(), threading.Event()
+    prepare = est.backend.prepare
+
+    def slow_prepare(height: int, width: int) -> None:
+        if (height, width) == est.input_size(*portrait.shape[:2]):
+            building.set()
+            release.wait(60)  # hold the build of the new shape, as a slow export would
+        prepare(height, width)
+
+    est.backend.prepare = slow_prepare
+    results: dict[str, np.ndarray] = {}
+    upload = threading.Thread(target=lambda: results.update(portrait=est.predict(portrait)))
+    upload.start()
+    assert building.wait(30)
+    # while the portrait model is being built, forwards of the ready shape go on, from several threads
+    workers = [threading.Thread(target=lambda i=i: results.update({f"live{i}": est.predict(landscape)}))
+               for i in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert all(not w.is_alive() for w in workers) and upload.is_alive()
+    release.set()
+    upload.join(60)
+    for i in range(3):
+        np.testing.assert_array_equal(results[f"live{i}"], expected["landscape"])
+    np.testing.assert_array_equal(results["portrait"], est.predict(portrait))
+    assert results["portrait"].shape == portrait.shape[:2]
