@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up on first use (venv, Python packages, Xvfb/xdotool/Chromium for the GUI and browser
-# tests), then run the test suite: ./test.sh [pytest args]
+# tests, unshare/ip/ss for the Ray cluster in a private network namespace), then run the test
+# suite: ./test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh test
@@ -8,6 +9,8 @@ missing=()
 command -v Xvfb >/dev/null || missing+=(xvfb)
 command -v xdotool >/dev/null || missing+=(xdotool)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v unshare >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null && command -v ss >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "test: installing ${missing[*]} (first run only)" >&2

@@ -26,8 +26,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import torch
 
@@ -46,6 +49,7 @@ from livedepth.colorize import (
 )
 from livedepth.estimator import DepthEstimator
 from livedepth.metrics import ColormapDecoder, temporal_consistency
+from livedepth.temporal import TemporalFilter
 
 CANDIDATES: dict[str, Callable[[], Normalizer]] = {
     "frame P2-P98": lambda: FrameNormalizer((2.0, 98.0)),
@@ -120,6 +124,319 @@ def measure_proxy(clip: SceneClip, decoder: ColormapDecoder, noise: float) -> di
     return measure([f for f, _ in pairs], depths, decoder, Oracle([d for _, d in pairs], depths))
 
 
+# --- the temporal filter (livedepth.temporal) ---------------------------------------------------
+
+CLIPS_DIR = Path("/work/shared/clips")
+
+
+@dataclass
+class Clip:
+    """Frames, their (pseudo) ground-truth depth, and the mask of the object walking in (if any)."""
+
+    name: str
+    frames: list[np.ndarray]
+    truth: list[np.ndarray]
+    masks: list[np.ndarray] | None = None
+
+    @property
+    def span(self) -> float:
+        """The truth's P1..P99 range over the clip: the unit of every error below."""
+        lo, hi = np.percentile(np.concatenate([t[::8, ::8].ravel() for t in self.truth]), [1.0, 99.0])
+        return float(hi - lo)
+
+
+def synthetic_clips(n: int) -> list[Clip]:
+    """640x480 clips of tests/synthetic_scene.py (ramps everywhere); the object is the only depth above 2.1."""
+    specs = {
+        "pan, object walks in": {},
+        "pan only": {"object_speed": 0.0},
+        "object in and out": {"object_return": 15},
+        "still camera, object walks in": {"pan_px_per_frame": 0.0},
+    }
+    clips = []
+    for name, kw in specs.items():
+        pairs = list(SceneClip(frames_count=n, relief=True, **kw).frames())
+        truth = [d for _, d in pairs]
+        masks = [t > 2.1 for t in truth] if kw.get("object_speed", 1.0) else None
+        clips.append(Clip(name, [f for f, _ in pairs], truth, masks))
+    return clips
+
+
+def read_clip(path: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames of a video, BGR."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f, _ in zip(container.decode(video=0), range(n))]
+
+
+def pseudo_truth(frames: list[np.ndarray], seed: int, cut_level: float = 40.0) -> tuple[list[np.ndarray], list[int]]:
+    """A depth-like smooth random field that moves with the clip's own motion.
+
+    The flow from each frame back to the previous one (DIS ``medium`` at full resolution: the
+    TC metric's own flow, so the truth's TC is about 0 as on the synthetic clips; the filter
+    uses a much coarser DIS ``ultrafast`` on 160 px frames) is composed into a map from every
+    pixel to where it was in the shot's first frame; the truth is a fixed smooth field (3
+    octaves, features 64-512 px, on a canvas wider than any pan) read at those points. A
+    scene cut (mean grey difference from the previous frame above ``cut_level``; on bikes.mp4
+    the cuts reach 52-84, the fastest pans 21) starts a new shot with a new field. Coherent along the real motion by construction, with no depth
+    edges: occlusions are the synthetic clips' job.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = frames[0].shape[:2]
+    margin, q = 2048, 4
+    ch, cw = (h + 2 * margin) // q, (w + 2 * margin) // q
+
+    def new_field() -> np.ndarray:
+        field = np.zeros((ch, cw), np.float32)
+        for feature, amp in ((512, 1.0), (192, 0.5), (64, 0.2)):
+            cells = rng.normal(size=(max(2, ch * q // feature), max(2, cw * q // feature))).astype(np.float32)
+            field += amp * cv2.resize(cells, (cw, ch), interpolation=cv2.INTER_CUBIC)
+        return 0.7 + 0.25 * field / field.std()
+
+    grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    moved = np.zeros((h, w, 2), np.float32)  # pixel -> its offset to where it was in the shot's first frame
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    field, truth, cuts, prev = new_field(), [], [], None
+    for i, frame in enumerate(frames):
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if prev is not None:
+            if float(np.abs(gray.astype(np.float32) - prev).mean()) > cut_level:
+                cuts.append(i)
+                field, moved = new_field(), np.zeros_like(moved)
+            else:
+                where = grid + dis.calc(gray, prev, None)
+                moved = where - grid + cv2.remap(moved, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        prev = gray
+        coords = (grid + moved + margin) / q - 0.5
+        truth.append(cv2.remap(field, coords, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+    return truth, cuts
+
+
+def real_clips(n: int) -> list[Clip]:
+    clips = []
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        path = CLIPS_DIR / name
+        if not path.exists():
+            print(f"  ({path} missing: skipped)")
+            continue
+        frames = read_clip(path, n)
+        truth, cuts = pseudo_truth(frames, seed=11)
+        h, w = frames[0].shape[:2]
+        clips.append(Clip(f"{path.stem} {w}x{h}, {len(frames)} fr, cuts {cuts or 'none'}", frames, truth))
+    return clips
+
+
+def wobble(truth: np.ndarray, level: float, span: float, rng: np.random.Generator) -> np.ndarray:
+    """``truth`` plus a smooth random field (8 cells across, bicubic) with its affine part in
+    ``truth`` removed: non-affine, of standard deviation ``level * span``."""
+    h, w = truth.shape
+    cells = rng.normal(size=(max(2, round(8 * h / w)), 8)).astype(np.float32)
+    field = cv2.resize(cells, (w, h), interpolation=cv2.INTER_CUBIC)
+    x, y = truth[::4, ::4].ravel().astype(np.float64), field[::4, ::4].ravel().astype(np.float64)
+    a, c = np.polyfit(x, y, 1)
+    field -= np.float32(a) * truth + np.float32(c)
+    return truth + field * np.float32(level * span / field[::4, ::4].std())
+
+
+def gain_offset(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """MiDaS's per-frame scale/shift ambiguity: gain 1 +- 10%, offset +- 10% of the std."""
+    return depth * np.float32(rng.uniform(0.9, 1.1)) + np.float32(rng.uniform(-0.1, 0.1) * depth.std())
+
+
+#: What the model is fed instead of the truth: name -> (clip, seed) -> depth frames.
+VARIANTS: dict[str, Callable[[Clip, int], list[np.ndarray]]] = {
+    "clean": lambda clip, seed: clip.truth,
+    "MiDaS-like 1%": lambda clip, seed: [d for _, d in midas_like(zip(clip.frames, clip.truth), seed=seed)],
+    "wobble 2%": lambda clip, seed: _wobbled(clip, seed, 0.02, False),
+    "wobble 5%": lambda clip, seed: _wobbled(clip, seed, 0.05, False),
+    "wobble 5% + gain/offset": lambda clip, seed: _wobbled(clip, seed, 0.05, True),
+}
+WOBBLE = ("wobble 2%", "wobble 5%")  # the flicker goal's scenarios
+
+
+def _wobbled(clip: Clip, seed: int, level: float, jitter: bool) -> list[np.ndarray]:
+    rng, span = np.random.default_rng(seed), clip.span
+    out = [wobble(t, level, span, rng) for t in clip.truth]
+    return [gain_offset(d, rng) for d in out] if jitter else out
+
+
+def affine_error(depth: np.ndarray, truth: np.ndarray, span: float, mask: np.ndarray | None = None) -> float:
+    """RMS error of ``depth`` against ``truth`` after a least-squares affine fit of the whole
+    frame (MiDaS depth is relative), over ``mask`` if given, in units of ``span``."""
+    a, c = np.polyfit(depth[::2, ::2].ravel().astype(np.float64), truth[::2, ::2].ravel().astype(np.float64), 1)
+    err = (a * depth.astype(np.float64) + c - truth)[mask if mask is not None else slice(None)]
+    return float(np.sqrt(np.mean(err**2)) / span) if err.size else float("nan")
+
+
+def object_errors(depths: list[np.ndarray], clip: Clip, frames_after: int = 4) -> list[list[float]]:
+    """For k = 0..frames_after-1: the errors on the object k frames after each time it
+    appears, over where it is and where it just was (a ghost trail counts)."""
+    assert clip.masks is not None
+    out: list[list[float]] = [[] for _ in range(frames_after)]
+    m = clip.masks
+    for t in range(1, len(m)):
+        if m[t].any() and not m[t - 1].any():
+            for k in range(frames_after):
+                if t + k < len(m) and m[t + k].any():
+                    out[k].append(affine_error(depths[t + k], clip.truth[t + k], clip.span, m[t + k] | m[t + k - 1]))
+    return out
+
+
+def run_filter(make: Callable[[], TemporalFilter], frames: list[np.ndarray], depths: list[np.ndarray]):
+    """The filtered depths and the median ms per frame."""
+    filt, outs, cost = make(), [], []
+    for frame, depth in zip(frames, depths):
+        t0 = time.perf_counter()
+        outs.append(filt.update(depth, frame))
+        cost.append(time.perf_counter() - t0)
+    return outs, 1000 * float(np.median(cost[1:]))
+
+
+@dataclass
+class Row:
+    scenario: str
+    variant: str
+    tc: tuple[float, float]  # unfiltered, filtered
+    err: tuple[float, float]
+    obj: list[tuple[float, float]] | None  # k = 0..3 after the object appears: mean error, unfiltered and filtered
+    ms: float
+
+
+def measure_filter(clip: Clip, variant: str, make: Callable[[], TemporalFilter], seeds: int, tc: bool = True) -> Row:
+    """One scenario: TC and error on seed 0; the object's errors averaged over ``seeds`` noise draws."""
+    depths = VARIANTS[variant](clip, 0)
+    outs, ms = run_filter(make, clip.frames, depths)
+    tcs = tuple(temporal_consistency(zip(clip.frames, d)).tc if tc else float("nan") for d in (depths, outs))
+    span = clip.span
+    errs = tuple(float(np.mean([affine_error(d, t, span) for d, t in zip(seq, clip.truth)])) for seq in (depths, outs))
+    obj = None
+    if clip.masks is not None:
+        raw_k: list[list[float]] = [[] for _ in range(4)]
+        filt_k: list[list[float]] = [[] for _ in range(4)]
+        for seed in range(seeds):
+            d = depths if seed == 0 else VARIANTS[variant](clip, seed)
+            o = outs if seed == 0 else run_filter(make, clip.frames, d)[0]
+            for k, (r, f) in enumerate(zip(object_errors(d, clip), object_errors(o, clip))):
+                raw_k[k] += r
+                filt_k[k] += f
+        obj = [(float(np.mean(r)), float(np.mean(f))) for r, f in zip(raw_k, filt_k)]
+    return Row(clip.name, variant, tcs, errs, obj, ms)
+
+
+def print_header() -> None:
+    print(f"  {'scenario':36s} {'input':24s} {'TC raw':>7s} {'filt':>7s} {'ratio':>5s}  {'err raw':>7s} {'filt':>7s}"
+          f"  {'object filt/raw k=0..3':24s} {'raw k=3':>7s} {'ms':>5s}")
+
+
+def print_row(r: Row) -> None:
+    obj = " " * 33
+    if r.obj is not None:  # an unfiltered error of 0 (clean input): the filtered error itself, in brackets
+        obj = " ".join(f"{f / raw:4.2f}" if raw > 0 else f"({f:.4f})" for raw, f in r.obj)
+        obj = f"{obj:24s} {r.obj[3][0]:7.4f}"
+    print(f"  {r.scenario[:36]:36s} {r.variant:24s} {r.tc[0]:7.4f} {r.tc[1]:7.4f} {r.tc[1] / max(r.tc[0], 1e-12):5.2f}"
+          f"  {r.err[0]:7.4f} {r.err[1]:7.4f}  {obj} {r.ms:5.2f}", flush=True)
+
+
+def cost_640x480(make: Callable[[], TemporalFilter], frames: int = 40, passes: int = 5) -> float:
+    """Median ms of ``update`` per 640x480 frame (warm), on the panning clip with 5% wobble."""
+    clip = synthetic_clips(frames)[0]
+    depths = VARIANTS["wobble 5%"](clip, 0)
+    cost = []
+    for _ in range(passes):
+        filt = make()
+        filt.update(depths[0], clip.frames[0])
+        for frame, depth in zip(clip.frames[1:], depths[1:]):
+            t0 = time.perf_counter()
+            filt.update(depth, frame)
+            cost.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(cost))
+
+
+def determinism(clips: list[Clip]) -> bool:
+    """The same inputs give bitwise the same outputs: twice at 2 OpenCV threads, once at 1."""
+    same = True
+    for clip in clips:
+        depths = VARIANTS["wobble 5%"](clip, 0)
+        runs = []
+        for threads in (2, 2, 1):
+            cv2.setNumThreads(threads)
+            runs.append(run_filter(TemporalFilter, clip.frames, depths)[0])
+        cv2.setNumThreads(2)
+        same &= all(np.array_equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
+    return same
+
+
+class FarnebackFilter(TemporalFilter):
+    """The filter with Farneback flow instead of DIS (for the design comparison only)."""
+
+    def _flow(self, gray: np.ndarray, prev_gray: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(gray, prev_gray, None, 0.5, 3, 9, 2, 5, 1.1, 0)
+
+
+class DisFastFilter(TemporalFilter):
+    """The filter with the DIS ``fast`` preset instead of ``ultrafast`` (design comparison only)."""
+
+    def _flow(self, gray: np.ndarray, prev_gray: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "_fast"):
+            self._fast = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        return self._fast.calc(gray, prev_gray, None)
+
+
+DESIGNS: dict[str, Callable[[], TemporalFilter]] = {
+    "default: DIS ultrafast @160, history 0.75, gate 2-4": TemporalFilter,
+    "flow DIS ultrafast @320 (1/2)": lambda: TemporalFilter(flow_size=320),
+    "flow DIS fast @160": DisFastFilter,
+    "flow Farneback @160 (1/4)": FarnebackFilter,
+    "flow Farneback @320 (1/2)": lambda: FarnebackFilter(flow_size=320),
+    "history 0.5": lambda: TemporalFilter(history=0.5),
+    "history 0.85": lambda: TemporalFilter(history=0.85),
+    "gate 1.5-3": lambda: TemporalFilter(agree=1.5, disagree=3.0),
+    "gate 3-6": lambda: TemporalFilter(agree=3.0, disagree=6.0),
+    "work size 160": lambda: TemporalFilter(work_size=160),
+    "work size 640 (full)": lambda: TemporalFilter(work_size=640),
+}
+
+
+def filter_benchmark(frames: int, clip_frames: int, seeds: int, sweep: bool) -> None:
+    cv2.setNumThreads(2)
+    synthetic = synthetic_clips(frames)
+    real = real_clips(clip_frames)
+    print(f"T: TemporalFilter on synthetic clips ({frames} frames, 640x480) and real clips with a pseudo truth;")
+    print("   TC = livedepth.metrics flicker; err = RMS error vs truth after a per-frame affine fit, in units")
+    print(f"   of the truth's P1-P99 range; object = the same over the object k frames after it appears (mean of {seeds} draws)")
+    print_header()
+    rows = []
+    for clip in synthetic + real:
+        for variant in VARIANTS:
+            rows.append(measure_filter(clip, variant, TemporalFilter, seeds))
+            print_row(rows[-1])
+    ms = cost_640x480(TemporalFilter)
+    flicker = [r.tc[1] / r.tc[0] for r in rows if r.variant in WOBBLE]
+    worse = [(r.scenario, r.variant, r.err[1] - r.err[0]) for r in rows if r.err[1] > r.err[0]]
+    ghost = [r.obj[3][1] / r.obj[3][0] for r in rows if r.obj is not None and r.obj[3][0] > 0]
+    print("goals:")
+    print(f"  flicker <= 0.5x unfiltered on every wobble scenario: worst {max(flicker):.2f}x "
+          f"-> {'met' if max(flicker) <= 0.5 else 'MISSED'}")
+    print(f"  error no worse than unfiltered everywhere: {len(worse)} of {len(rows)} scenarios worse"
+          + "".join(f"\n    {s} / {v}: +{e:.5f}" for s, v, e in worse))
+    print(f"  an appearing object within 10% of its unfiltered error by 3 frames: worst k=3 ratio {max(ghost):.2f} "
+          f"-> {'met' if max(ghost) <= 1.1 else 'MISSED'}")
+    print(f"  <= 3 ms per 640x480 frame at 2 threads: {ms:.2f} ms -> {'met' if ms <= 3.0 else 'MISSED'}")
+    print(f"  deterministic (bitwise, twice at 2 threads and once at 1): {determinism([synthetic[0], *real[:1]])}")
+    if sweep:
+        print("T2: design choices (flicker ratio, error, object k=3 ratio, ms per 640x480 frame)")
+        cases = [(synthetic[0], "wobble 5%"), (synthetic[2], "wobble 5%"), (synthetic[0], "clean"), *[(c, "wobble 5%") for c in real[:1]]]
+        for name, make in DESIGNS.items():
+            parts = []
+            for clip, variant in cases:
+                r = measure_filter(clip, variant, make, seeds)
+                part = f"TC {r.tc[1] / r.tc[0]:.2f} err {r.err[1]:.4f}"
+                if r.obj is not None and r.obj[3][0] > 0:
+                    part += f" obj {r.obj[3][1] / r.obj[3][0]:.2f}"
+                parts.append(part)
+            print(f"  {name:52s} {cost_640x480(make, passes=2):5.2f} ms | " + " | ".join(parts), flush=True)
+        print("  cases: " + " | ".join(f"{c.name[:24]} {v}" for c, v in cases))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
@@ -127,8 +444,16 @@ def main() -> None:
     parser.add_argument("--skip-model", action="store_true", help="skip conditions A and B")
     parser.add_argument("--proxies-only", action="store_true", help="run only the MiDaS-like proxies E, F, G")
     parser.add_argument("--noise", type=float, default=0.01, help="the proxies' non-affine noise (default 0.01)")
+    parser.add_argument("--filter-only", action="store_true", help="run only the temporal filter's scenarios (T)")
+    parser.add_argument("--no-filter", action="store_true", help="skip the temporal filter's scenarios (T)")
+    parser.add_argument("--clip-frames", type=int, default=125, help="frames of each real clip for T (default 125)")
+    parser.add_argument("--seeds", type=int, default=5, help="noise draws for T's object errors (default 5)")
+    parser.add_argument("--sweep", action="store_true", help="also compare T's design choices (T2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.filter_only:
+        filter_benchmark(args.frames, args.clip_frames, args.seeds, args.sweep)
+        return
     n = args.frames
     decoder = ColormapDecoder("inferno")
     rng = np.random.default_rng(7)
@@ -154,6 +479,8 @@ def main() -> None:
     measure_proxy(SceneClip(frames_count=n, relief=True, object_speed=0.0), decoder, args.noise)
     print("G: as E, the object walks in and out (15 frames each way)")
     measure_proxy(SceneClip(frames_count=n, relief=True, object_return=15), decoder, args.noise)
+    if not args.no_filter:
+        filter_benchmark(args.frames, args.clip_frames, args.seeds, args.sweep)
 
 
 if __name__ == "__main__":

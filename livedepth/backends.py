@@ -11,6 +11,12 @@
 Exported and quantized models are cached next to the weights (or in the livedepth cache
 when that folder is not writable), keyed by the weights' SHA-256, :func:`graph_version`
 and the input size.
+
+``auto`` measures instead of guessing (:func:`choose_auto`): the first time it meets a
+combination of installed faithful fp32 backends, input size, threads, CPU model and package
+versions, it times each backend for a few forwards (under ``AUTO_BUDGET_S`` in all), keeps the
+fastest in ``auto-backend.json`` in the livedepth cache and reuses it afterwards.
+``$LIVEDEPTH_BACKEND`` replaces ``auto`` with a backend of the user's choice.
 """
 
 from __future__ import annotations
@@ -18,14 +24,19 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import inspect
+import json
 import logging
 import os
+import platform
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +44,7 @@ import numpy as np
 import torch
 
 from livedepth.errors import LivedepthError
+from livedepth.files import read_cache, write_cache
 from livedepth.settings import BACKEND_NAMES
 
 if TYPE_CHECKING:
@@ -42,8 +54,20 @@ log = logging.getLogger(__name__)
 
 #: Every backend name ``DepthEstimator`` accepts, besides ``"auto"``.
 BACKENDS = tuple(name for name in BACKEND_NAMES if name != "auto")
-#: Faithful fp32 backends, fastest first (measured with ``livedepth bench``); ``auto`` takes the first installed.
+#: Faithful fp32 backends, the candidates of ``auto``, in the order that breaks near-ties (the
+#: fastest first as measured with ``livedepth bench`` on a desktop CPU).
 FP32_PREFERENCE = ("onnx", "openvino", "torch")
+#: The environment variable that replaces ``auto`` with a named backend.
+ENV_BACKEND = "LIVEDEPTH_BACKEND"
+#: ``auto`` times its candidates for at most this long in all (seconds of forwards) ...
+AUTO_BUDGET_S = 2.5
+#: ... in at most this many timed rounds (after one untimed warm-up round).
+AUTO_ROUNDS = 5
+#: A candidate earlier in ``FP32_PREFERENCE`` is kept unless another is more than this much
+#: faster (median): a few forwards on a busy machine cannot tell closer backends apart.
+AUTO_MARGIN = 0.10
+#: The file in the livedepth cache that keeps ``auto``'s measured choices.
+AUTO_CACHE = "auto-backend"
 #: The Python package each backend needs, and the extra that installs it.
 _REQUIRES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"), "int8": ("onnxruntime", "onnx")}
 #: The int8 start-up check warns when its relative RMS error against fp32 exceeds this.
@@ -89,10 +113,29 @@ def import_openvino():
     return openvino
 
 
+def requested_backend(name: str) -> tuple[str, str]:
+    """``(name, where from)``: ``$LIVEDEPTH_BACKEND`` replaces ``auto``; any other name stands.
+
+    The environment's value is checked here (one line naming the variable when it is unknown).
+    """
+    value = os.environ.get(ENV_BACKEND, "").strip()
+    if name != "auto" or not value:
+        return name, ""
+    if value != "auto" and value not in BACKENDS:
+        raise LivedepthError(f"{ENV_BACKEND}={value}: unknown backend (choose from auto, {', '.join(BACKENDS)})")
+    return value, ENV_BACKEND
+
+
+def auto_candidates() -> list[str]:
+    """The installed faithful fp32 backends, in ``FP32_PREFERENCE`` order (int8 is never one)."""
+    return [b for b in FP32_PREFERENCE if is_available(b)]
+
+
 def resolve_name(name: str) -> str:
-    """``auto`` -> the fastest installed faithful fp32 backend; other names are checked."""
+    """``auto`` -> the first installed faithful fp32 backend by preference, without measuring
+    (``DepthEstimator`` measures: :func:`choose_auto`); other names are checked."""
     if name == "auto":
-        return next(b for b in FP32_PREFERENCE if is_available(b))
+        return auto_candidates()[0]
     if name not in BACKENDS:
         raise LivedepthError(f"unknown backend {name!r} (choose from auto, {', '.join(BACKENDS)})")
     if not is_available(name):
@@ -226,8 +269,8 @@ class _PerSize:
         return self._runners[height, width](np.ascontiguousarray(batch, dtype=np.float32))[0]
 
 
-def ort_session(path: Path, threads: int | None):
-    """An ONNX Runtime CPU session with every graph optimisation."""
+def ort_session(path: Path | bytes, threads: int | None):
+    """An ONNX Runtime CPU session with every graph optimisation (``path``: a file, or a serialized model)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -239,7 +282,8 @@ def ort_session(path: Path, threads: int | None):
     # spinning takes the CPU that capture, colorize and encode need on a small machine.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _ort_runner(session) -> Callable[[np.ndarray], np.ndarray]:
@@ -408,3 +452,176 @@ def create_backend(
             raise LivedepthError("the int8 backend needs calibration frames")
         return Int8Backend(model, weights_sha256, folder, threads, calibration)
     raise LivedepthError(f"unknown backend {name!r}")
+
+
+# --- auto: measure the installed faithful fp32 backends once per machine and setting ---------
+
+
+def cpu_model() -> str:
+    """The CPU's name: ``model name`` on x86; the board model and the cores' part number on
+    ARM (``Raspberry Pi 4 Model B Rev 1.4, CPU part 0xd08``); else what ``platform`` knows."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    if fields.get("model name"):
+        return fields["model name"]
+    parts = [fields[k] for k in ("Model", "Hardware") if fields.get(k)]
+    if fields.get("CPU part"):
+        parts.append(f"CPU implementer {fields.get('CPU implementer', '?')} part {fields['CPU part']}")
+    return ", ".join(parts) or platform.processor() or platform.machine() or "unknown"
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str | None]:
+    """Installed versions of the distributions ``names`` (None: not installed), without importing them."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_combination(candidates: Sequence[str], height: int, width: int, threads: int | None) -> dict:
+    """What ``auto``'s choice depends on; its digest keys the cache."""
+    runtimes = sorted({"torch", *(_REQUIRES.get(name, ("torch",))[0] for name in candidates)})
+    return {
+        "candidates": list(candidates),
+        "versions": package_versions(runtimes),
+        "graph": graph_version(),
+        "input": f"{height}x{width}",
+        "threads": threads or available_cores(),
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+    }
+
+
+def auto_key(combination: dict) -> str:
+    return hashlib.sha256(json.dumps(combination, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def time_forwards(
+    runners: dict[str, Callable[[np.ndarray], object]],
+    batch: np.ndarray,
+    budget_s: float = AUTO_BUDGET_S,
+    rounds: int = AUTO_ROUNDS,
+) -> dict[str, list[float]]:
+    """Milliseconds per forward of each runner on ``batch``.
+
+    One untimed warm-up round, then up to ``rounds`` timed rounds, each runner once per round
+    in a rotating order (so a busy machine slows all alike), while the next round still fits
+    in ``budget_s`` (warm-up included). At least one round is timed; if the warm-up round alone
+    took over half the budget, its times are the measurement.
+    """
+    names = list(runners)
+    start = time.perf_counter()
+    warmup: dict[str, list[float]] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        runners[name](batch)
+        warmup[name] = [(time.perf_counter() - t0) * 1e3]
+    round_s = time.perf_counter() - start
+    if round_s > budget_s / 2:
+        return warmup
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        t_round = time.perf_counter()
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            t0 = time.perf_counter()
+            runners[name](batch)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+        round_s = time.perf_counter() - t_round
+        if time.perf_counter() - start + round_s > budget_s:
+            break
+    return times
+
+
+def pick_fastest(medians: dict[str, float], order: Sequence[str] = FP32_PREFERENCE) -> str:
+    """The first of ``order`` within ``AUTO_MARGIN`` of the fastest median."""
+    best = min(medians.values())
+    return next(name for name in [*order, *medians] if name in medians and medians[name] <= best * (1 + AUTO_MARGIN))
+
+
+def _timings_text(timings: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(timings.items(), key=lambda kv: kv[1]))
+
+
+@dataclass
+class AutoChoice:
+    """What :func:`choose_auto` picked: the backend, built, and the medians (ms) it was chosen on."""
+
+    name: str
+    backend: Backend
+    timings_ms: dict[str, float]
+    measured: bool  # False: the choice came from the cache (or there was nothing to choose from)
+
+
+def choose_auto(
+    model: ModelFactory,
+    *,
+    weights_sha256: str,
+    weights_path: Path,
+    threads: int | None,
+    input_hw: tuple[int, int],
+) -> AutoChoice:
+    """The fastest installed faithful fp32 backend for a ``input_hw`` network input, measured.
+
+    The first time a combination (:func:`auto_combination`) comes up, every candidate is built
+    (the onnx and openvino ones on the same exported model, which the winner keeps), prepared
+    for ``input_hw`` and timed (:func:`time_forwards`); the winner (:func:`pick_fastest`) and
+    the medians are logged and saved in ``auto-backend.json`` in the livedepth cache. Later
+    starts read the choice back and build only the winner. A candidate that fails to build or
+    run is left out with a warning.
+    """
+
+    def build(name: str) -> Backend:
+        return create_backend(name, model, weights_sha256=weights_sha256, weights_path=weights_path, threads=threads)
+
+    candidates = auto_candidates()
+    if len(candidates) == 1:
+        return AutoChoice(candidates[0], build(candidates[0]), {}, False)
+    height, width = input_hw
+    combination = auto_combination(candidates, height, width, threads)
+    key = auto_key(combination)
+    entry = read_cache(AUTO_CACHE, key)
+    if isinstance(entry, dict) and entry.get("backend") in candidates:
+        timings = {k: float(v) for k, v in (entry.get("median_ms") or {}).items()}
+        log.info("auto backend: %s, as measured on %s (median ms per forward: %s; %s)", entry["backend"],
+                 entry.get("measured_at", "an earlier start"), _timings_text(timings), AUTO_CACHE)
+        return AutoChoice(entry["backend"], build(entry["backend"]), timings, False)
+
+    built: dict[str, Backend] = {}
+    for name in candidates:
+        try:
+            backend = build(name)
+            backend.prepare(height, width)
+            built[name] = backend
+        except Exception as exc:  # noqa: BLE001 - a runtime that does not work here is no candidate
+            log.warning("auto: leaving %s out: %s: %s", name, type(exc).__name__, exc)
+    if not built:
+        raise LivedepthError("no faithful fp32 backend works here (see the warnings above)")
+    batch = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+    times = time_forwards(dict(built), batch)
+    medians = {name: round(float(np.median(ms)), 2) for name, ms in times.items()}
+    winner = pick_fastest(medians, candidates)
+    rounds = min(len(ms) for ms in times.values())
+    entry = {
+        "backend": winner,
+        "median_ms": medians,
+        "rounds": rounds,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "combination": combination,
+    }
+    write_cache(AUTO_CACHE, key, entry)
+    log.info("auto backend: %s; median ms per forward at %dx%d, %s thread(s), %d round(s): %s", winner, height,
+             width, combination["threads"], rounds, _timings_text(medians))
+    return AutoChoice(winner, built[winner], medians, True)

@@ -186,38 +186,22 @@ def _sample(depth: np.ndarray, step: int) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class StableNormalizer:
-    """Causal, temporally smoothed bounds for video.
+class SceneCutDetector:
+    """Frame-to-frame gain and offset of a depth video, and its scene cuts.
 
-    Per frame:
-
-    1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth
-       (``grid``). With ``motion``, a trimmed Lucas-Kanade step first finds the global shift
-       between the two grids (a camera pan) and both grids move half-way to meet (without
-       it a pan biases the gain by ~0.05% a frame, which adds up to a visible drift). Then
-       least squares, drop the ``1 - trim`` worst residuals (an object moving, pixels
-       uncovered by the pan), refit, drop again, and take the symmetric slope
-       ``std(cur)/std(prev)`` of the inliers (least squares would shrink by the correlation);
-    2. carry the previous bounds over to this frame's units: ``a * bound + c``;
-    3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each
-       side): at rate ``expand`` where the target lies outside (something would clip; 1.0,
-       at once, measured best: spreading the step does not lower TC but clips meanwhile), at
-       rate ``contract`` where the range could shrink by more than ``deadband`` of its span
-       (0.02: about 2 s at 30 fps, so someone stepping in and out of view does not recolour
-       the room each time), and not at all otherwise.
-
-    A scene cut (grid correlation below ``cut_correlation``, or a fitted gain outside
-    ``1/max_gain .. max_gain``) resets to this frame's own bounds.
+    ``update(depth)`` fits ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of
+    the depth (``grid``). With ``motion``, a trimmed Lucas-Kanade step first finds the
+    global shift between the two grids (a camera pan) and both grids move half-way to meet
+    (without it a pan biases the gain by ~0.05% a frame). Then least squares, drop the
+    ``1 - trim`` worst residuals (an object moving, pixels uncovered by the pan), refit,
+    drop again, and take the symmetric slope ``std(cur)/std(prev)`` of the inliers (least
+    squares would shrink by the correlation). A cut is a grid correlation below
+    ``cut_correlation``, a gain outside ``1/max_gain .. max_gain``, or a shift of more than
+    a quarter of the view. Shared by :class:`StableNormalizer` and
+    :class:`livedepth.temporal.TemporalFilter`.
     """
 
-    percentiles: tuple[float, float] = (1.0, 99.0)
-    margin: float = 0.05
-    expand: float = 1.0
-    contract: float = 0.02
-    deadband: float = 0.1
     grid: tuple[int, int] = (40, 30)
-    sample_step: int = 4
-    align: bool = True
     motion: bool = True
     trim: float = 0.8
     cut_correlation: float = 0.5
@@ -229,17 +213,21 @@ class StableNormalizer:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the previous frame (new video or scene cut)."""
-        self._bounds: tuple[float, float] | None = None
+        """Forget the previous frame."""
         self._coarse: np.ndarray | None = None
 
-    def _target(self, depth: np.ndarray) -> tuple[float, float] | None:
-        values = _sample(depth, self.sample_step)
-        if values.size == 0:
+    def update(self, depth: np.ndarray) -> tuple[float, float] | None:
+        """Gain and offset ``(a, c)`` with ``depth ~ a * previous + c``; None for the first
+        frame after a reset, or at a scene cut (counted in ``cuts``)."""
+        coarse = self._coarse_grid(depth)
+        prev, self._coarse = self._coarse, coarse
+        if prev is None:
             return None
-        p_lo, p_hi = np.percentile(values, self.percentiles)
-        pad = self.margin * float(p_hi - p_lo)
-        return float(p_lo) - pad, float(p_hi) + pad
+        a, c, r = self._fit(prev, coarse)
+        if r < self.cut_correlation or not 1.0 / self.max_gain <= a <= self.max_gain:
+            self.cuts += 1
+            return None
+        return a, c
 
     def _coarse_grid(self, depth: np.ndarray) -> np.ndarray:
         grid = cv2.resize(depth.astype(np.float32, copy=False), self.grid, interpolation=cv2.INTER_AREA)
@@ -282,20 +270,76 @@ class StableNormalizer:
         a = float(np.sign(r) * yk.std() / xk.std())
         return a, float(yk.mean() - a * xk.mean()), r
 
+
+@dataclass(eq=False)
+class StableNormalizer:
+    """Causal, temporally smoothed bounds for video.
+
+    Per frame:
+
+    1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth
+       (``grid``), motion-compensated with ``motion`` and trimmed with ``trim``: see
+       :class:`SceneCutDetector` (without the motion step a pan biases the gain by ~0.05% a
+       frame, which adds up to a visible drift);
+    2. carry the previous bounds over to this frame's units: ``a * bound + c``;
+    3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each
+       side): at rate ``expand`` where the target lies outside (something would clip; 1.0,
+       at once, measured best: spreading the step does not lower TC but clips meanwhile), at
+       rate ``contract`` where the range could shrink by more than ``deadband`` of its span
+       (0.02: about 2 s at 30 fps, so someone stepping in and out of view does not recolour
+       the room each time), and not at all otherwise.
+
+    A scene cut (grid correlation below ``cut_correlation``, or a fitted gain outside
+    ``1/max_gain .. max_gain``; :class:`SceneCutDetector`) resets to this frame's own bounds.
+    """
+
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    margin: float = 0.05
+    expand: float = 1.0
+    contract: float = 0.02
+    deadband: float = 0.1
+    grid: tuple[int, int] = (40, 30)
+    sample_step: int = 4
+    align: bool = True
+    motion: bool = True
+    trim: float = 0.8
+    cut_correlation: float = 0.5
+    max_gain: float = 3.0
+
+    def __post_init__(self) -> None:
+        self._cut_detector = SceneCutDetector(self.grid, self.motion, self.trim, self.cut_correlation, self.max_gain)
+        self.reset()
+
+    @property
+    def cuts(self) -> int:
+        """Scene cuts seen so far."""
+        return self._cut_detector.cuts
+
+    def reset(self) -> None:
+        """Forget the previous frame (new video or scene cut)."""
+        self._bounds: tuple[float, float] | None = None
+        self._cut_detector.reset()
+
+    def _target(self, depth: np.ndarray) -> tuple[float, float] | None:
+        values = _sample(depth, self.sample_step)
+        if values.size == 0:
+            return None
+        p_lo, p_hi = np.percentile(values, self.percentiles)
+        pad = self.margin * float(p_hi - p_lo)
+        return float(p_lo) - pad, float(p_hi) + pad
+
     def bounds(self, depth: np.ndarray) -> tuple[float, float]:
         target = self._target(depth)
         if target is None:
             return self._bounds or (0.0, 0.0)
-        coarse = self._coarse_grid(depth) if self.align else None
         prev_bounds = self._bounds
-        if prev_bounds is not None and coarse is not None and self._coarse is not None:
-            a, c, r = self._fit(self._coarse, coarse)
-            if r < self.cut_correlation or not 1.0 / self.max_gain <= a <= self.max_gain:
-                self.cuts += 1
-                prev_bounds = None
+        if self.align:
+            change = self._cut_detector.update(depth)
+            if change is None or prev_bounds is None:
+                prev_bounds = None  # the first frame, or a scene cut
             else:
+                a, c = change
                 prev_bounds = (a * prev_bounds[0] + c, a * prev_bounds[1] + c)
-        self._coarse = coarse
         if prev_bounds is None:
             self._bounds = target
             return target

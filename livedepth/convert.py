@@ -79,7 +79,9 @@ class Converter:
 
     ``stop()`` (any thread) ends decoding, finishes the frames in flight and keeps them;
     ``abort()`` ends at once, keeping what is already encoded. Either way the output plays.
-    A ``KeyboardInterrupt`` on the calling thread counts as ``abort("interrupted")``.
+    With ``keep_stopped=False`` (batch work, which redoes the file next time) a stopped
+    conversion leaves nothing behind instead. A ``KeyboardInterrupt`` on the calling thread
+    counts as ``abort("interrupted")``.
     """
 
     def __init__(
@@ -97,13 +99,14 @@ class Converter:
         fragmented: bool = True,
         keep_damaged: bool = False,
         on_frame: Callable[[], None] | None = None,
+        keep_stopped: bool = True,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.source, self.output, self.info = source, output, info
         self.predict, self.colorizer = predict, colorizer
         self.audio, self.raw = audio, raw
         self.crf, self.preset, self.fragmented = crf, preset, fragmented
-        self.keep_damaged, self.on_frame = keep_damaged, on_frame
+        self.keep_damaged, self.on_frame, self.keep_stopped = keep_damaged, on_frame, keep_stopped
         self.stages = Stages("conversion")
         self.report = DecodeReport()
         self.times = StageTimes()
@@ -239,6 +242,8 @@ class Converter:
         keep = False
         try:
             self.stages.raise_error()
+            if self.interrupted and not self.keep_stopped:
+                return self._result(0, wall, raw)
             if frames == 0:
                 if self.interrupted:
                     raise LivedepthError(f"{self.interrupted} before any frame was finished; no output written")
@@ -258,9 +263,12 @@ class Converter:
                 work.unlink(missing_ok=True)
                 if raw is not None:
                     raw.discard()
+        return self._result(frames, wall, raw)
+
+    def _result(self, frames: int, wall: float, raw: RawDepthWriter | None) -> ConvertResult:
         return ConvertResult(
             frames=frames,
-            video_seconds=self._video_seconds(),
+            video_seconds=self._video_seconds() if frames else 0.0,
             wall_seconds=wall,
             output=self.output,
             interrupted=self.interrupted,
@@ -316,7 +324,7 @@ def summary_line(result: ConvertResult) -> str:
 
 
 def build_converter(settings: Settings, source: Path, output: Path, predict: Callable[[np.ndarray], np.ndarray],
-                    on_frame: Callable[[], None] | None = None) -> Converter:
+                    on_frame: Callable[[], None] | None = None, keep_stopped: bool = True) -> Converter:
     """A :class:`Converter` for one file with ``settings`` (``[render]``, ``[convert]``).
 
     The input is probed and the outputs are checked (one-line errors) before anything is written.
@@ -331,7 +339,7 @@ def build_converter(settings: Settings, source: Path, output: Path, predict: Cal
              info.frame_count or "?", output)
     return Converter(source, output, info, predict, colorizer, audio=convert.audio, raw=convert.raw,
                      crf=convert.crf, preset=convert.preset, fragmented=convert.fragmented,
-                     keep_damaged=convert.keep_damaged, on_frame=on_frame)
+                     keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped)
 
 
 def progress_enabled(quiet: bool) -> bool:

@@ -13,10 +13,15 @@ import numpy as np
 import torch
 
 from livedepth import backends
+from livedepth.backends import available_cores
 from livedepth import weights as weights_mod
 from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: The frame (h, w) whose network input ``auto`` times backends on with keep-aspect sizing: 4:3,
+#: as most cameras (the choice barely depends on the aspect).
+MEASURE_FRAME_HW = (480, 640)
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -84,11 +89,6 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class _ShapeLocks:
     """One lock per network input shape: forwards of different shapes run side by side."""
 
@@ -108,9 +108,11 @@ class DepthEstimator:
     resolution. ``size`` is the network's long side; ``keep_aspect=True`` selects the
     official keep-aspect sizing, otherwise the input is ``size x size``.
 
-    ``backend`` is ``"auto"`` (the first installed of ``backends.FP32_PREFERENCE``),
-    ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"int8"`` (opt-in, quantized; calibrated on
-    ``calibration`` BGR frames, synthetic frames by default). See ``livedepth.backends``.
+    ``backend`` is ``"auto"`` (the fastest installed faithful fp32 backend, measured on the
+    first start with these settings on this machine and cached: ``backends.choose_auto``;
+    ``$LIVEDEPTH_BACKEND`` replaces it), ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"int8"``
+    (opt-in, quantized; calibrated on ``calibration`` BGR frames, synthetic frames by
+    default). See ``livedepth.backends``.
     ``device`` ``auto`` takes CUDA or Apple MPS through torch when present, else the CPU.
 
     Threads may call ``predict`` at once: forwards of one input shape run one at a time, and
@@ -145,19 +147,21 @@ class DepthEstimator:
         self._run_locks = _ShapeLocks()
         self._ready: set[tuple[int, int]] = set()
         log.info("weights: %s (%s)", resolved.path, resolved.origin)
-        name = "torch" if self.device.type != "cpu" else backends.resolve_name(backend)
         self._calibration = list(calibration) if calibration is not None else None
-        self.backend = backends.create_backend(
-            name,
-            lambda: self.model,
-            weights_sha256=self.weights_sha256,
-            weights_path=self.weights_path,
-            threads=threads,
-            calibration=self._calibration_inputs,
-        )
+        requested, origin = backends.requested_backend(backend)
+        name = backends.resolve_name(requested) if requested != "auto" else None  # checks the name
+        common = {"weights_sha256": self.weights_sha256, "weights_path": self.weights_path, "threads": threads}
+        if self.device.type == "cpu" and requested == "auto":  # measured once per machine and setting
+            measure_hw = network_size(*MEASURE_FRAME_HW, size, keep_aspect)
+            choice = backends.choose_auto(lambda: self.model, input_hw=measure_hw, **common)
+            name, self.backend = choice.name, choice.backend
+        else:
+            name = name if self.device.type == "cpu" else "torch"
+            self.backend = backends.create_backend(name, lambda: self.model, calibration=self._calibration_inputs,
+                                                   **common)
         self.backend_name = name
-        log.info("backend: %s%s on %s, %s threads", name, " (auto)" if backend == "auto" else "", self.device,
-                 threads or "all")
+        how = " (auto)" if requested == "auto" else f" ({origin})" if origin else ""
+        log.info("backend: %s%s on %s, %s threads", name, how, self.device, threads or "all")
         if not self.backend.has_exports():
             self._load_model()  # now, so that bad weights fail here and not on the first frame
         if not keep_aspect:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -43,3 +44,33 @@ def write_atomically(path: Path, data: bytes) -> None:
 def write_json(path: Path, data: dict) -> None:
     """``data`` as indented JSON, written atomically."""
     write_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _cache_file(name: str) -> Path:
+    from livedepth.weights import cache_dir
+
+    return cache_dir() / f"{name}.json"
+
+
+def read_cache(name: str, key: str) -> dict | None:
+    """The entry ``key`` of the livedepth cache file ``NAME.json``, or None."""
+    try:
+        return json.loads(_cache_file(name).read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_cache(name: str, key: str, value: dict) -> None:
+    """Store ``value`` as the entry ``key`` of the cache file ``NAME.json`` (atomically; a cache
+    that cannot be written is only logged)."""
+    path = _cache_file(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        entries[key] = value
+        write_atomically(path, (json.dumps(entries, indent=2) + "\n").encode())
+    except (OSError, LivedepthError) as exc:
+        logging.getLogger(__name__).warning("could not write the cache %s: %s", path, exc)

@@ -13,7 +13,7 @@ class Frame:
 
     image: np.ndarray  # BGR uint8 HxWx3
     index: int  # strictly increasing from 0 in capture or decode order
-    captured_at: float  # time.monotonic() right after the read
+    captured_at: float  # time.monotonic() clock: right after the read, or the sensor's timestamp (picamera2)
     pts: int | None = None  # video files: the frame's pts in its stream's time base
 
 

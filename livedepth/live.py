@@ -104,6 +104,10 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
         if not live.snapshot_dir.is_dir():
             raise LivedepthError(f"snapshot folder does not exist: {live.snapshot_dir}")
 
+    if with_source and live.input is None:
+        from livedepth.sources import check_camera
+
+        check_camera(live.camera)
     estimator = build_estimator(settings, weights)
     if not with_source:
         return LiveRun(None, WebServer(options, estimator=estimator).start(), None)

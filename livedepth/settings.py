@@ -61,6 +61,12 @@ def _value_range(value: tuple[float, float]) -> str | None:
     return None if value[1] > value[0] else "needs LO < HI"
 
 
+def _camera_spec(value: str) -> str | None:
+    from livedepth.sources import camera_spec_problem
+
+    return camera_spec_problem(value)
+
+
 def _sha256(value: str) -> str | None:
     ok = len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
     return None if ok else "must be 64 hexadecimal digits"
@@ -100,7 +106,10 @@ class RenderSettings:
 
 @dataclass(frozen=True)
 class LiveSettings:
-    camera: int = setting(0, "--camera", "camera index (when no --input is given)", check=at_least(0), metavar="N")
+    # A string once loaded ("0", "picam", "picam:1"); TOML may give an index as an int (camera = 0).
+    camera: str | int = setting("0", "--camera", "camera (when no --input is given): an index N, or picam / "
+                                "picam:N for a Raspberry Pi Camera Module through picamera2",
+                                check=_camera_spec, metavar="N|picam[:N]")
     input: str | None = setting(None, "--input", "video file, or an http(s):// or rtsp:// stream",
                                 metavar="PATH_OR_URL")
     realtime: bool = setting(False, "--realtime", "play a file at its native frame rate")
@@ -202,6 +211,8 @@ def _base_type(annotation: Any) -> Any:
 
 def _convert(value: Any, annotation: Any, from_flag: bool) -> Any:
     """``value`` as the field's type, or raise ``ValueError`` with what was expected."""
+    if annotation == (str | int) and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # [live] camera = 0: an index, kept as the string a flag would give
     kind = _base_type(annotation)
     if kind is bool:
         if isinstance(value, bool):

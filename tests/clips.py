@@ -141,3 +141,20 @@ def audio_packets(path: Path) -> list[bytes]:
         if not container.streams.audio:
             return []
         return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+#: The files of :func:`make_library` that convert (the rest: a corrupt video and a text file).
+GOOD = ("ntsc.mp4", "sub/vfr.mkv", "sub/deeper/odd.mkv")
+
+
+def make_library(root: Path) -> Path:
+    """A folder of clips: NTSC rate with AAC, variable frame rate with MP3, an odd size, a
+    corrupt file and a text file."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    make_clip(root / "ntsc.mp4", frames=12, rate=Fraction(30000, 1001), audio="aac")
+    make_clip(root / "sub" / "vfr.mkv", frames=10, rate=Fraction(25), time_base=Fraction(1, 1000),
+              durations=[33, 50, 17, 120], audio="libmp3lame")
+    make_clip(root / "sub" / "deeper" / "odd.mkv", frames=8, width=63, height=47, codec="ffv1", audio="aac")
+    (root / "broken.mp4").write_bytes((root / "ntsc.mp4").read_bytes()[:2500])
+    (root / "notes.txt").write_text("not a video")
+    return root

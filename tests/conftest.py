@@ -12,11 +12,16 @@ from golden import expand_synthetic_weights
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty weights cache and no way to reach the internet."""
+    """Every test gets its own empty weights cache and no way to reach the internet.
+
+    ``auto`` would time every backend afresh in each test's empty cache; tests take ONNX Runtime
+    (the tests of ``auto`` itself remove this).
+    """
     cache = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("LIVEDEPTH_WEIGHTS", raising=False)
     monkeypatch.setenv("LIVEDEPTH_WEIGHTS_URL", "http://127.0.0.1:9/unreachable.pt")
+    monkeypatch.setenv("LIVEDEPTH_BACKEND", "onnx")
     return cache / "livedepth"
 
 

@@ -83,3 +83,42 @@ def test_end_to_end_baseline_and_live_pipeline(weights_pt) -> None:
     assert result["backend"] == "torch" and result["frames"] == 4
     assert result["seeds_fps"] > 0 and result["live_fps"] > 0
     assert result["ratio"] == pytest.approx(result["live_fps"] / result["seeds_fps"], rel=0.02)
+
+
+def test_peak_is_the_best_of_several_gemms_and_no_fp32_row_exceeds_it(weights_pt, tmp_path) -> None:
+    name = "onnx" if backends.is_available("onnx") else "torch"
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", "--weights", str(weights_pt), "--threads", "1", "--reps", "2", "--warmup", "1",
+                   "--no-startup", "--backends", name, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    rates = report["gemm_gflops_by_threads"]["1"]
+    measured = {k: v for k, v in rates.items() if v}
+    assert {"torch", "numpy"} <= set(measured), report["gemm_skipped"]
+    if backends.is_available("onnx"):
+        assert "onnxruntime" in measured, report["gemm_skipped"]
+    assert report["peak_source"] == max(measured, key=measured.get)
+    assert report["peak_gflops"] == pytest.approx(max(measured.values()), abs=0.1)
+    assert report["peak_source_by_threads"] == {"1": report["peak_source"]}
+    assert [r["backend"] for r in report["results"]] == ["reference", name]
+    for row in report["results"]:
+        _check_row(row)
+        assert row["pct_peak"] <= 100.0, row
+        assert row["peak_source"] == report["peak_source"]
+    # The table names the peak's source, and the machine.
+    assert f"1 thread(s) {report['peak_gflops']:.0f} ({report['peak_source']})" in proc.stdout
+    assert "machine: " in proc.stdout and "% peak" in proc.stdout
+    # What someone needs to report figures from another machine (a Raspberry Pi).
+    system = report["system"]
+    assert system["cpu_model"] and system["machine"] and system["os"] and system["python"]
+    assert system["cores"] >= system["available_cores"] >= 1
+    assert system["packages"]["torch"] and system["packages"]["numpy"]
+    assert report["gflop_by_size"]["256x256"]["livedepth"] == pytest.approx(8.94, abs=0.01)
+    assert report["gflop_by_size"]["256x256"]["reference"] == pytest.approx(9.19, abs=0.01)
+
+
+def test_a_gemm_with_a_wrong_product_never_sets_the_peak(monkeypatch) -> None:
+    monkeypatch.setitem(bench._GEMM_BUILDERS, "numpy", lambda a, b, threads: (lambda: a @ b + 1.0))
+    runners, skipped = bench.gemm_runners(1, n=256)
+    assert "numpy" not in runners and "differs from torch's" in skipped["numpy"]
+    assert "torch" in runners

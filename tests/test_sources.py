@@ -12,7 +12,7 @@ from live_helpers import free_port, kill, start_mjpeg_server
 
 from livedepth.errors import LivedepthError
 from livedepth.frames import Frame
-from livedepth.sources import CameraSource, Capture, FileSource, StreamSource, open_source
+from livedepth.sources import CameraSource, Capture, FileSource, Source, StreamSource, open_source
 from livedepth.stages import Latest, Stages
 
 
@@ -118,3 +118,38 @@ def test_mjpeg_stream_reconnects_then_gives_up_with_a_clear_error():
             source.read(stop)
     assert time.monotonic() - started < 15
     source.release()
+
+
+class StampedSource(Source):
+    """Three frames, each stamped by the "device" with its own capture time."""
+
+    paced = False
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def read(self, stop):
+        self.count += 1
+        return np.zeros((2, 2, 3), np.uint8) if self.count <= 3 else None
+
+    def capture_time(self) -> float:
+        return 1000.0 + self.count
+
+
+def test_frames_carry_the_sources_capture_time():
+    _, holder, stages = _capture(StampedSource())
+    stamps = []
+    while (frame := holder.take(timeout=5)) is not None:
+        stamps.append((frame.index, frame.captured_at))
+    stages.join(5)
+    assert stamps == [(0, 1001.0), (1, 1002.0), (2, 1003.0)]
+
+
+def test_a_plain_source_is_stamped_when_read():
+    before = time.monotonic()
+    assert before <= Source().capture_time() <= time.monotonic()
+
+
+def test_bad_camera_specs_are_one_line_errors():
+    with pytest.raises(LivedepthError, match=r"^--camera picam1: must be N \(a camera index\), picam or picam:N"):
+        open_source(camera="picam1")

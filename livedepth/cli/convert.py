@@ -1,22 +1,38 @@
-"""``livedepth convert INPUT OUTPUT``: every frame of a video to depth, same timestamps, audio copied."""
+"""``livedepth convert IN... OUT``: every frame of a video to depth, same timestamps, audio copied.
+
+One input file and an output video name convert that file; otherwise OUT is a folder and the
+inputs (files, folders, globs) are converted into it, mirroring their relative paths.
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 from pathlib import Path
 
-from livedepth.cli.common import Interrupts, add_config_flags, add_setting_flags, say, settings_from
+from livedepth.cli.common import EXIT_USAGE, Interrupts, add_config_flags, add_setting_flags, say, settings_from
+from livedepth.errors import LivedepthError
 
 DEFAULTS = {("render", "normalize"): "stable"}
+VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert a video file into a depth video",
-                       description="Every frame of a video to depth: same timestamps, audio copied, H.264 mp4.")
-    p.add_argument("input", type=Path)
-    p.add_argument("output", type=Path, help="output video (.mp4, .mov or .mkv)")
+    p = sub.add_parser("convert", help="convert videos into depth videos",
+                       description="Every frame of a video to depth: same timestamps, audio copied, H.264 mp4. "
+                       "With several inputs, a folder or a glob, OUT is a folder: outputs mirror the inputs' "
+                       "relative paths, finished ones are skipped on the next run.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="video files, folders (recursive) or globs")
+    p.add_argument("output", type=Path, metavar="OUT", help="output video (.mp4, .mov, .mkv), or a folder")
     p.add_argument("--quiet", dest="convert_quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--jobs", default="1", metavar="N|auto",
+                   help="worker processes for many files, each loading the model once (auto: measured)")
+    p.add_argument("--report", type=Path, metavar="PATH", help="also write the batch summary as JSON")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="run on a Ray cluster (default address: $RAY_ADDRESS, else auto); needs livedepth[ray]")
+    p.add_argument("--ray-transfer", action="store_true",
+                   help="with --ray: ship inputs and outputs through the object store (no shared storage)")
     add_setting_flags(p, "convert")
     add_setting_flags(p, "render")
     add_setting_flags(p, "model")
@@ -25,18 +41,28 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from livedepth.convert import build_converter, progress_enabled, summary_line
-    from livedepth.estimator import build_estimator
+    from livedepth.convert import progress_enabled
 
     quiet = args.quiet or args.convert_quiet
     settings = settings_from(args, DEFAULTS)
-    build_converter(settings, args.input, args.output, lambda image: image)  # checks before the model loads
+    first = args.inputs[0]
+    single = (len(args.inputs) == 1 and args.output.suffix.lower() in VIDEO_OUTPUTS
+              and not Path(first).is_dir() and not glob.has_magic(first))
+    if single:
+        return _one_file(args, settings, Path(args.inputs[0]), progress_enabled(quiet), quiet)
+    return _many_files(args, settings, progress_enabled(quiet), quiet)
+
+
+def _one_file(args: argparse.Namespace, settings, source: Path, progress: bool, quiet: bool) -> int:
+    from tqdm import tqdm
+
+    from livedepth.convert import build_converter, summary_line
+    from livedepth.estimator import build_estimator
+
+    build_converter(settings, source, args.output, lambda image: image)  # checks before the model loads
     estimator = build_estimator(settings, args.weights)
-    with tqdm(unit="frame", desc="convert", disable=not progress_enabled(quiet), dynamic_ncols=True,
-              leave=False) as bar:
-        converter = build_converter(settings, args.input, args.output, estimator.predict, lambda: bar.update(1))
+    with tqdm(unit="frame", desc="convert", disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        converter = build_converter(settings, source, args.output, estimator.predict, lambda: bar.update(1))
         bar.reset(total=converter.info.frame_count)
         with Interrupts(converter) as interrupts:
             result = converter.run()
@@ -48,3 +74,64 @@ def run(args: argparse.Namespace) -> int:
     if not quiet:
         say(summary_line(result))
     return 0
+
+
+def _jobs(text: str) -> int | None:
+    """``--jobs``: a positive count, or None for auto."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise LivedepthError(f"--jobs {text}: must be a positive whole number or auto")
+    return int(text)
+
+
+def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool) -> int:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from livedepth import batch
+    from livedepth.backends import available_cores
+    from livedepth.files import check_writable, write_json
+
+    jobs_flag = _jobs(args.jobs)
+    if args.output.suffix.lower() in VIDEO_OUTPUTS or args.output.is_file():
+        raise LivedepthError(f"with several inputs, a folder or a glob, OUT must be a folder, got {args.output}")
+    if args.report is not None:
+        check_writable(args.report)
+    jobs, skipped = batch.plan(args.inputs, args.output, settings.convert.raw, settings.convert.overwrite)
+    args.output.mkdir(parents=True, exist_ok=True)
+    workers = jobs_flag
+    if args.ray is not None:
+        from livedepth.ray_pool import RayPool
+        from livedepth.weights import resolve, weights_spec
+
+        config = {k: v for k, v in vars(settings.weights).items() if v is not None}
+        weights = resolve(weights_spec(args.weights, config)).path
+        settings = replace(settings, model=replace(settings.model, threads=settings.model.threads or 1))
+        pool = RayPool(settings, weights, None if args.ray == "auto" else args.ray, transfer=args.ray_transfer)
+    else:
+        if workers is None and jobs:
+            workers, threads = batch.choose_jobs(settings, args.weights, available_cores())
+            settings = replace(settings, model=replace(settings.model, threads=threads))
+        pool = batch.LocalPool(settings, args.weights, workers or 1)
+    total = batch.total_frames(jobs)
+    with tqdm(total=total, unit="frame", desc="convert", disable=not progress, dynamic_ncols=True) as bar:
+        done = [len(skipped)]
+
+        def on_result(result: batch.FileResult) -> None:
+            done[0] += 1
+            bar.set_postfix_str(f"files {done[0]}/{len(jobs) + len(skipped)}")
+            if result.status == "failed":
+                bar.write(f"livedepth: failed: {result.source}: {result.reason}", file=sys.stderr)
+
+        with Interrupts(pool) as interrupts:
+            results = skipped + pool.run(jobs, on_frame=lambda: bar.update(1), on_result=on_result)
+    if args.report is not None:
+        write_json(args.report, {"results": [r.to_dict() for r in results], "workers": workers,
+                                 "ray": args.ray, "peak_rss_mb": pool.peak_rss_mb})
+    if not quiet:
+        say(batch.summary_table(results))
+    if interrupts.exit_code is not None:
+        return interrupts.exit_code
+    return 0 if batch.batch_ok(results) else EXIT_USAGE

@@ -1,0 +1,168 @@
+"""Flicker-free depth video: a causal, flow-guided temporal filter on the depth itself.
+
+MiDaS predicts every frame on its own, so on video its depth wobbles from frame to frame:
+a smooth non-affine field of a few percent of the depth range, on top of the per-frame gain
+and offset that :class:`livedepth.colorize.StableNormalizer` cancels. :class:`TemporalFilter`
+keeps a filtered history and, for every frame:
+
+1. starts over from the frame at a scene cut (:class:`livedepth.colorize.SceneCutDetector`,
+   shared with ``StableNormalizer``), or when it has no history;
+2. computes DIS optical flow (ultrafast preset) from the frame back to the previous one, on
+   grey frames of ``flow_size`` pixels on the long side;
+3. warps the history (kept at ``work_size`` pixels on the long side) onto the frame and fits
+   it to the frame's depth, ``depth ~ a * warped + c`` (trimmed least squares), so that the
+   history is in the frame's own units;
+4. blends: with ``r = a * warped + c - depth`` and ``s`` its robust scale (1.4826 times the
+   median ``|r|``), the history's weight is ``history`` where ``|r| <= agree * s``, falls
+   linearly to 0 at ``disagree * s`` and is 0 beyond, and outside the previous view. Where
+   they disagree (occlusion, something new, flow failure), the current depth wins;
+5. adds the correction ``weight * r``, upsampled from ``work_size``, to the full-resolution
+   depth: the output keeps the input's detail and its scale (it is depth, not colours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from livedepth.colorize import SceneCutDetector
+
+
+@dataclass(eq=False)
+class TemporalFilter:
+    """Causal temporal filter for depth video: feed ``update(depth, frame_bgr)`` in order.
+
+    One filter per video stream; call :meth:`reset` for a new video. The defaults are the
+    measured ones (``benchmarks/temporal_consistency.py``).
+    """
+
+    history: float = 0.75  # weight of the warped history where it agrees with the frame
+    agree: float = 2.0  # |residual| up to this many robust residual scales: full weight
+    disagree: float = 4.0  # from this many on: the current depth alone
+    photometric: tuple[float, float] = (8.0, 24.0)  # grey-level error of the warped previous frame: full weight, none
+    flow_size: int = 160  # long side of the frames the optical flow runs on
+    work_size: int = 320  # long side of the kept history and of the correction
+    fit_points: int = 4096  # about this many points for the affine fit
+    trim: float = 0.8  # share of the fit's smallest residuals kept in the refit
+
+    def __post_init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._cut_detector = SceneCutDetector()
+        self.reset()
+
+    @property
+    def cuts(self) -> int:
+        """Scene cuts seen so far."""
+        return self._cut_detector.cuts
+
+    def reset(self) -> None:
+        """Forget the history (a new video)."""
+        self._history: np.ndarray | None = None
+        self._gray: np.ndarray | None = None
+        self._cut_detector.reset()
+
+    def update(self, depth: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+        """The filtered float32 depth of this frame, at the size and in the units of ``depth``.
+
+        ``frame_bgr`` is the frame the depth was predicted from (BGR or grey uint8, any size
+        with the same framing).
+        """
+        d = np.asarray(depth, np.float32)
+        h, w = d.shape
+        work = _fit_size(w, h, self.work_size)
+        small = cv2.resize(d, work, interpolation=cv2.INTER_AREA) if work != (w, h) else d
+        gray = _small_gray(frame_bgr, self.flow_size)
+        change = self._cut_detector.update(small)
+        prev, prev_gray = self._history, self._gray
+        self._gray = gray
+        if change is None or prev is None or prev.shape != small.shape or prev_gray.shape != gray.shape:
+            self._history = small.copy()
+            return d.copy()
+        flow = self._flow(gray, prev_gray)
+        # photometric confidence: 1 where the flow-warped previous frame matches this one
+        seen = cv2.remap(prev_gray, flow + _pixel_grid(*gray.shape[::-1]), None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        ok, bad = self.photometric
+        trust = cv2.absdiff(gray, seen).astype(np.float32)
+        trust = np.clip((bad - trust) * (1.0 / (bad - ok)), 0.0, 1.0, out=trust)
+        if flow.shape[1::-1] != work:
+            flow = cv2.resize(flow, work, interpolation=cv2.INTER_LINEAR)
+            trust = cv2.resize(trust, work, interpolation=cv2.INTER_LINEAR)
+        flow *= np.float32([work[0] / gray.shape[1], work[1] / gray.shape[0]])
+        flow += _pixel_grid(*work)
+        warped = cv2.remap(prev, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+        step = max(1, int(np.sqrt(warped.size / self.fit_points)))
+        sample = np.where(trust[::step, ::step] > 0.5, warped[::step, ::step], np.nan).ravel()
+        fit = _robust_affine(sample, small[::step, ::step].ravel(), self.trim)
+        if fit is None:  # nothing of the previous view left to compare with
+            self._history = small.copy()
+            return d.copy()
+        a, c, scale = fit
+        resid = cv2.addWeighted(warped, a, small, -1.0, c)  # NaN outside the previous view
+        # weight = history * clip((disagree * s - |r|) / ((disagree - agree) * s), 0, 1)
+        gain = self.history / ((self.disagree - self.agree) * scale)
+        weight = np.abs(resid)
+        weight = cv2.addWeighted(weight, -gain, weight, 0.0, gain * self.disagree * scale)
+        correction = np.clip(weight, 0.0, self.history, out=weight)
+        correction *= trust
+        correction *= resid
+        correction[np.isnan(correction)] = 0.0  # outside the view, or non-finite depth: no history
+        self._history = small + correction
+        if work != (w, h):
+            correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
+        return d + correction
+
+    def _flow(self, gray: np.ndarray, prev_gray: np.ndarray) -> np.ndarray:
+        """Flow from this frame back to the previous one: ``gray(p) ~ prev_gray(p + flow(p))``."""
+        return self._dis.calc(gray, prev_gray, None)
+
+
+def _fit_size(w: int, h: int, long_side: int) -> tuple[int, int]:
+    """``(w, h)`` scaled down (never up) to ``long_side`` pixels on the long side."""
+    f = min(1.0, long_side / max(w, h))
+    return max(8, round(w * f)), max(8, round(h * f))
+
+
+def _small_gray(frame: np.ndarray, long_side: int) -> np.ndarray:
+    """``frame`` in grey at ``long_side`` pixels: halvings (2x2 means), then an area resize."""
+    h, w = frame.shape[:2]
+    size = _fit_size(w, h, long_side)
+    while frame.shape[1] >= 2 * size[0] and frame.shape[0] >= 2 * size[1]:
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    if frame.shape[1::-1] != size:
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+
+
+@lru_cache(maxsize=4)
+def _pixel_grid(w: int, h: int) -> np.ndarray:
+    """``(x, y)`` of every pixel, float32 HxWx2 (shared: never modify it)."""
+    grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    grid.flags.writeable = False
+    return grid
+
+
+def _robust_affine(x: np.ndarray, y: np.ndarray, trim: float) -> tuple[float, float, float] | None:
+    """``(a, c, s)``: ``y ~ a * x + c`` by least squares refitted twice on the ``trim`` share
+    of smallest residuals, and ``s`` the residuals' robust scale (1.4826 median ``|r|``,
+    at least 1e-6 of the mean ``|y|``); None with fewer than 16 finite pairs."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok].astype(np.float64), y[ok].astype(np.float64)
+    if x.size < 16:
+        return None
+    a, c = 1.0, 0.0
+    keep = np.ones(x.size, bool)
+    for _ in range(2):
+        xk, yk = x[keep], y[keep]
+        xm, ym = xk.mean(), yk.mean()
+        var = float(((xk - xm) ** 2).sum())
+        if var > 1e-20:
+            a = float(((xk - xm) * (yk - ym)).sum() / var)
+        c = float(ym - a * xm)
+        resid = np.abs(y - (a * x + c))
+        k = min(resid.size - 1, int(trim * resid.size))
+        keep = resid <= np.partition(resid, k)[k]
+    return a, c, max(1.4826 * float(np.median(resid)), 1e-6 * float(np.abs(y).mean()), 1e-20)

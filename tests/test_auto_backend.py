@@ -1,0 +1,138 @@
+"""``auto`` measures the installed faithful fp32 backends once per combination and caches the winner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, run_cli
+from golden import TEST_IMAGE
+
+from livedepth import backends
+from livedepth.errors import LivedepthError
+from livedepth.estimator import DepthEstimator, synthetic_frames
+
+SLOW_S = 0.15
+
+
+@pytest.fixture
+def two_backends(monkeypatch):
+    """Exactly two faithful fp32 backends installed (onnx and openvino), no choice remembered yet."""
+    if not (backends.is_available("onnx") and backends.is_available("openvino")):
+        pytest.skip("needs onnxruntime and openvino")
+    monkeypatch.setattr(backends, "FP32_PREFERENCE", ("onnx", "openvino"))
+    monkeypatch.delenv(backends.ENV_BACKEND, raising=False)
+
+
+@pytest.fixture
+def timings(monkeypatch):
+    """Each call of the timing function: the backends it timed."""
+    calls: list[list[str]] = []
+    real = backends.time_forwards
+
+    def counted(runners, batch, *args, **kwargs):
+        calls.append(sorted(runners))
+        return real(runners, batch, *args, **kwargs)
+
+    monkeypatch.setattr(backends, "time_forwards", counted)
+    return calls
+
+
+def slow_down(monkeypatch, cls) -> None:
+    """Make ``cls``'s forwards take SLOW_S longer: only the timing, the result is the real forward's."""
+    real = cls.__call__
+
+    def slowed(self, batch):
+        time.sleep(SLOW_S)
+        return real(self, batch)
+
+    monkeypatch.setattr(cls, "__call__", slowed)
+
+
+@pytest.mark.parametrize(("slow", "winner"), [(backends.OnnxBackend, "openvino"), (backends.OpenVinoBackend, "onnx")])
+def test_auto_picks_the_faster_in_its_own_measurement_and_reuses_it(
+    weights_pt, isolated_cache, two_backends, timings, monkeypatch, caplog, slow, winner
+):
+    slow_down(monkeypatch, slow)
+    with caplog.at_level(logging.INFO, logger="livedepth"):
+        est = DepthEstimator(weights=weights_pt, size=64, threads=1)
+    assert est.backend_name == winner
+    assert timings == [["onnx", "openvino"]]
+    assert f"auto backend: {winner}; median ms per forward at 64x64, 1 thread(s)" in caplog.text
+    assert f"backend: {winner} (auto)" in caplog.text
+
+    cache = isolated_cache / f"{backends.AUTO_CACHE}.json"
+    (entry,) = json.loads(cache.read_text()).values()
+    loser = slow.name
+    assert entry["backend"] == winner
+    assert entry["median_ms"][loser] >= entry["median_ms"][winner] + SLOW_S * 1000 * 0.9
+    combination = entry["combination"]
+    assert combination["input"] == "64x64" and combination["threads"] == 1
+    assert combination["candidates"] == ["onnx", "openvino"] and combination["cpu"] == backends.cpu_model()
+    assert set(combination["versions"]) == {"onnxruntime", "openvino", "torch"}
+
+    # A new start reads the choice back and times nothing.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="livedepth"):
+        again = DepthEstimator(weights=weights_pt, size=64, threads=1)
+    assert again.backend_name == winner and len(timings) == 1
+    assert f"auto backend: {winner}, as measured on" in caplog.text
+    frame = synthetic_frames(1, 96, 128)[0]
+    np.testing.assert_array_equal(again.predict(frame), est.predict(frame))
+
+    # Another combination (here: the thread count) is measured anew.
+    DepthEstimator(weights=weights_pt, size=64, threads=2)
+    assert len(timings) == 2
+    assert len(json.loads(cache.read_text())) == 2
+
+
+def test_a_backend_that_fails_here_is_left_out(weights_pt, two_backends, timings, monkeypatch, caplog):
+    def broken(self, height, width):
+        raise RuntimeError("no kernels for this CPU")
+
+    monkeypatch.setattr(backends.OpenVinoBackend, "_build", broken)
+    with caplog.at_level(logging.WARNING, logger="livedepth"):
+        est = DepthEstimator(weights=weights_pt, size=64, threads=1)
+    assert est.backend_name == "onnx" and timings == [["onnx"]]
+    assert "auto: leaving openvino out: RuntimeError: no kernels for this CPU" in caplog.text
+
+
+def test_the_environment_and_a_named_backend_override_auto(weights_pt, two_backends, timings, monkeypatch, caplog):
+    monkeypatch.setenv(backends.ENV_BACKEND, "openvino")
+    with caplog.at_level(logging.INFO, logger="livedepth"):
+        est = DepthEstimator(weights=weights_pt, size=64, threads=1)
+    assert est.backend_name == "openvino" and "backend: openvino (LIVEDEPTH_BACKEND)" in caplog.text
+    assert DepthEstimator(weights=weights_pt, size=64, threads=1, backend="onnx").backend_name == "onnx"
+    assert timings == []
+    monkeypatch.setenv(backends.ENV_BACKEND, "tensorrt")
+    with pytest.raises(LivedepthError, match="LIVEDEPTH_BACKEND=tensorrt: unknown backend"):
+        DepthEstimator(weights=weights_pt, size=64, threads=1)
+
+
+def test_int8_is_never_a_candidate() -> None:
+    assert "int8" not in backends.FP32_PREFERENCE
+    assert set(backends.auto_candidates()) <= {"onnx", "openvino", "torch"}
+
+
+def test_near_ties_keep_the_preference_order() -> None:
+    assert backends.pick_fastest({"onnx": 100.0, "openvino": 95.0}, ["onnx", "openvino"]) == "onnx"
+    assert backends.pick_fastest({"onnx": 100.0, "openvino": 80.0}, ["onnx", "openvino"]) == "openvino"
+    assert backends.pick_fastest({"torch": 50.0, "onnx": 90.0}, ["onnx", "torch"]) == "torch"
+
+
+def test_timing_stays_within_its_budget() -> None:
+    batch = np.zeros((1, 3, 32, 32), np.float32)
+    started = time.perf_counter()
+    slow = backends.time_forwards({"a": lambda x: time.sleep(0.3), "b": lambda x: time.sleep(0.3)}, batch, budget_s=1.0)
+    assert time.perf_counter() - started < 1.0 and {k: len(v) for k, v in slow.items()} == {"a": 1, "b": 1}
+    fast = backends.time_forwards({"a": lambda x: None, "b": lambda x: None}, batch, budget_s=1.0)
+    assert {k: len(v) for k, v in fast.items()} == {"a": backends.AUTO_ROUNDS, "b": backends.AUTO_ROUNDS}
+
+
+def test_cli_rejects_an_unknown_backend_in_the_environment(weights_pt, tmp_path):
+    proc = run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"), "--weights", str(weights_pt),
+                   env={backends.ENV_BACKEND: "tensorrt"})
+    assert_one_line_error(proc, "LIVEDEPTH_BACKEND=tensorrt: unknown backend (choose from auto, torch, onnx")

@@ -1,0 +1,123 @@
+"""Batch conversion: a folder of real files, worker processes, resume, failures, Ctrl+C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from clips import GOOD, audio_packets, decoded_pts, make_clip, make_library
+from cli_helpers import ROOT, run_cli
+
+from livedepth.batch import plan
+from livedepth.errors import LivedepthError
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    return make_library(tmp_path_factory.mktemp("library"))
+
+
+def _convert(*args: str) -> subprocess.CompletedProcess:
+    return run_cli("convert", *args, "--size", "64", "--threads", "1", timeout=600)
+
+
+def _output(out: Path, name: str) -> Path:
+    return (out / name).with_suffix(".mp4")
+
+
+def assert_same_media(library: Path, out: Path) -> None:
+    """Every good file's output has its input's frame timestamps and byte-identical audio."""
+    for name in GOOD:
+        assert decoded_pts(_output(out, name)) == decoded_pts(library / name), name
+        assert audio_packets(_output(out, name)) == audio_packets(library / name), name
+
+
+def test_plan_mirrors_folders_and_globs_and_skips_finished(library, tmp_path):
+    jobs, skipped = plan([str(library)], tmp_path)
+    assert sorted(str(j.output.relative_to(tmp_path)) for j in jobs) == sorted(
+        ["broken.mp4", "ntsc.mp4", "sub/vfr.mp4", "sub/deeper/odd.mp4"])
+    assert skipped == []
+    jobs, _ = plan([str(library / "sub" / "**" / "*.mkv")], tmp_path)
+    assert sorted(str(j.output.relative_to(tmp_path)) for j in jobs) == ["deeper/odd.mp4", "vfr.mp4"]
+    (tmp_path / "ntsc.mp4").write_bytes(b"finished earlier")
+    jobs, skipped = plan([str(library / "ntsc.mp4"), str(library / "broken.mp4")], tmp_path)
+    assert [j.source.name for j in jobs] == ["broken.mp4"] and [s.status for s in skipped] == ["skipped"]
+    jobs, skipped = plan([str(library / "ntsc.mp4")], tmp_path, overwrite=True)
+    assert len(jobs) == 1 and not skipped
+    with pytest.raises(LivedepthError, match="input not found: nowhere"):
+        plan(["nowhere"], tmp_path)
+
+
+def test_a_folder_converts_with_two_workers_resumes_and_overwrites(library, tmp_path, weights_pt):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    proc = _convert(str(library), str(out), "--jobs", "2", "--report", str(report), "--weights", str(weights_pt))
+    assert proc.returncode == 2, proc.stderr  # the broken file fails, the rest completes
+    assert "Traceback" not in proc.stderr
+    results = {Path(r["source"]).name: r for r in json.loads(report.read_text())["results"]}
+    assert results["broken.mp4"]["status"] == "failed" and results["broken.mp4"]["reason"]
+    assert "\n" not in results["broken.mp4"]["reason"]
+    assert {r["worker"] for r in results.values()} == {"worker0", "worker1"}, "both workers took files"
+    assert all(results[Path(name).name]["status"] == "done" for name in GOOD)
+    assert_same_media(library, out)
+    assert not _output(out, "broken.mp4").exists() and not list(out.rglob("*.partial*"))
+    assert "3 done, 1 failed" in proc.stdout
+
+    stamps = {name: _output(out, name).stat().st_mtime_ns for name in GOOD}
+    again = _convert(str(library), str(out), "--report", str(report), "--weights", str(weights_pt))
+    statuses = {Path(r["source"]).name: r["status"] for r in json.loads(report.read_text())["results"]}
+    assert statuses == {"ntsc.mp4": "skipped", "vfr.mkv": "skipped", "odd.mkv": "skipped", "broken.mp4": "failed"}
+    assert again.returncode == 2 and all(_output(out, n).stat().st_mtime_ns == t for n, t in stamps.items())
+
+    redo = _convert(str(library / "ntsc.mp4"), str(library / "sub"), str(out), "--overwrite",
+                    "--weights", str(weights_pt))
+    assert redo.returncode == 0, redo.stderr
+    assert _output(out, "ntsc.mp4").stat().st_mtime_ns != stamps["ntsc.mp4"]
+
+
+def _finished(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("clip*.mp4") if ".partial" not in p.name)
+
+
+def test_sigint_mid_batch_keeps_finished_files_and_the_next_run_completes(tmp_path, weights_pt):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(5):
+        make_clip(inputs / f"clip{i}.mp4", frames=40, width=96, height=64, audio="aac")
+    args = [sys.executable, "-m", "livedepth", "convert", str(inputs), str(out), "--jobs", "1", "--threads", "1",
+            "--size", "256", "--backend", "torch", "--weights", str(weights_pt)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _finished(out) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    finished = _finished(out)
+    assert 1 <= len(finished) < 5 and "stopped" in stdout
+    for output in finished:  # every finished output is whole and plays
+        assert decoded_pts(output) == decoded_pts(inputs / output.name)
+    assert not list(out.glob("*.partial*")), "nothing is left of the file that was stopped"
+
+    proc = run_cli("convert", str(inputs), str(out), "--threads", "1", "--size", "64", "--weights",
+                   str(weights_pt), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(finished)} skipped" in proc.stdout or len(finished) == 0
+    for i in range(5):
+        assert decoded_pts(out / f"clip{i}.mp4") == decoded_pts(inputs / f"clip{i}.mp4")
+
+
+def test_bad_batch_arguments_are_one_line(library, tmp_path):
+    from cli_helpers import assert_one_line_error
+
+    assert_one_line_error(run_cli("convert", str(library), str(tmp_path / "x.mp4")), "OUT must be a folder")
+    assert_one_line_error(run_cli("convert", str(library), str(tmp_path), "--jobs", "0"), "--jobs 0")
+    assert_one_line_error(run_cli("convert", str(tmp_path / "none"), "x", str(tmp_path)), "input not found")
