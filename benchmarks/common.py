@@ -6,8 +6,13 @@ on ``sys.path``, and this module puts ``tests/`` (the clip and weight helpers) t
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,3 +34,27 @@ def model_only_fps(estimator, frames: list, seconds: float) -> float:
         estimator.predict(frames[count % len(frames)])
         count += 1
     return count / (time.perf_counter() - start)
+
+
+def benchmark_args(doc: str, seconds: float, rounds: int,
+                   more: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The flags every benchmark takes (``--weights --backend --threads --seconds --rounds``) and
+    ``more``; also makes idle OpenMP threads sleep, as ``livedepth`` does, before torch loads."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="default: the synthetic official-layout weights")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--seconds", type=float, default=seconds, help="length of each measurement")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    if more is not None:
+        more(parser)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return args
+
+
+@contextmanager
+def workspace(weights: Path | None) -> Iterator[tuple[Path, Path]]:
+    """A temporary folder, and ``weights`` or the synthetic weights saved in it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp), weights or synthetic_weights(Path(tmp))

@@ -13,25 +13,15 @@ the per-stage times (seconds of work per frame, not waiting).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import tempfile
 from fractions import Fraction
-from pathlib import Path
 
-from common import model_only_fps, synthetic_weights
+from common import benchmark_args, model_only_fps, workspace
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path)
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = benchmark_args(__doc__, seconds=10.0, rounds=2)
 
     from clips import make_clip
 
@@ -40,9 +30,7 @@ def main() -> None:
     from livedepth.estimator import DepthEstimator
     from livedepth.video import probe, read_frames
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        weights = args.weights or synthetic_weights(tmp)
+    with workspace(args.weights) as (tmp, weights):
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         probe_clip = tmp / "probe.mp4"
         make_clip(probe_clip, frames=20, width=640, height=480, rate=Fraction(30000, 1001))

@@ -15,14 +15,12 @@ timing does not depend on the weight values). Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
-from common import model_only_fps, synthetic_weights
+from common import benchmark_args, model_only_fps, workspace
 
 
 def live_fps(estimator, clip: Path, realtime: bool, max_frames: int) -> dict:
@@ -36,25 +34,15 @@ def live_fps(estimator, clip: Path, realtime: bool, max_frames: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--mode", choices=("on-demand", "realtime"), default="on-demand")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
-    parser.add_argument("--rounds", type=int, default=6)
-    args = parser.parse_args()
-    # As `livedepth live` does (configs/desktop.toml); must happen before torch loads OpenMP.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = benchmark_args(__doc__, seconds=5.0, rounds=6, more=lambda p: p.add_argument(
+        "--mode", choices=("on-demand", "realtime"), default="on-demand"))
 
     import cv2
     from clips import make_clip
 
     from livedepth.estimator import DepthEstimator
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        weights = args.weights or synthetic_weights(tmp)
+    with workspace(args.weights) as (tmp, weights):
         clip = tmp / "clip.mp4"
         make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
                   audio=None)

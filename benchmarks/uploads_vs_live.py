@@ -12,18 +12,15 @@ ratio of processed FPS (uploads / none) is printed as JSON.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
-import os
 import shutil
-import tempfile
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
 
-from common import synthetic_weights
+from common import benchmark_args, workspace
 
 SHAPES = ((480, 640), (640, 480), (300, 800), (800, 300), (512, 512))  # (height, width)
 
@@ -65,18 +62,11 @@ def one_run(weights: Path, clip: Path, config: str | None, seconds: float, uploa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path)
-    parser.add_argument("--config", help="preset or TOML file (e.g. rpi); keep-aspect and no fps cap are forced")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=4)
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = benchmark_args(__doc__, seconds=20.0, rounds=4, more=lambda p: p.add_argument(
+        "--config", help="preset or TOML file (e.g. rpi); keep-aspect and no fps cap are forced"))
     from clips import make_clip
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        source_weights = args.weights or synthetic_weights(tmp)
+    with workspace(args.weights) as (tmp, source_weights):
         clip = tmp / "clip.mp4"
         make_clip(clip, frames=3000, width=640, height=480, rate=Fraction(30), audio=None)
         fps: dict[str, list[float]] = {"none": [], "uploads": []}

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from livedepth.convert import build_converter, partial_path
+from livedepth.convert import build_converter
 from livedepth.errors import LivedepthError
 from livedepth.settings import Settings
 from livedepth.stages import one_line
@@ -169,14 +169,14 @@ class StopFlag:
 
 
 
-def _worker_main(name: str, settings: Settings, weights: str | None, jobs: mp.Queue, events: mp.Queue,
-                 stop) -> None:
+def _worker_main(name: str, settings: Settings, weights: str | None, calibration, jobs: mp.Queue,
+                 events: mp.Queue, stop) -> None:
     """A worker process: load the model once, then convert job after job until the sentinel."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl+C means
     from livedepth.estimator import build_estimator
 
     try:
-        estimator = build_estimator(settings, weights)
+        estimator = build_estimator(settings, weights, calibration)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
         events.put(("fatal", name, str(one_line(exc, "worker start failed"))))
         return
@@ -194,11 +194,13 @@ class LocalPool:
     ``run`` returns one :class:`FileResult` per job, calling ``on_frame()`` for every
     encoded frame and ``on_result(result)`` for every finished file. ``stop()`` (thread-safe)
     ends the batch: running files are aborted and removed, pending ones are reported
-    ``stopped``. ``peak_rss_mb`` holds each worker's peak memory after the run.
+    ``stopped``. ``peak_rss_mb`` holds each worker's peak memory after the run. ``calibration``:
+    frames for the int8 backend.
     """
 
-    def __init__(self, settings: Settings, weights: str | Path | None, jobs: int) -> None:
+    def __init__(self, settings: Settings, weights: str | Path | None, jobs: int, calibration=None) -> None:
         self.settings = settings
+        self.calibration = calibration
         self.weights = None if weights is None else str(weights)
         self.workers = max(1, jobs)
         self._context = mp.get_context("spawn")  # torch and its thread pools do not survive fork
@@ -228,8 +230,8 @@ class LocalPool:
             job_queue.put(None)
         processes = {
             f"worker{i}": self._context.Process(target=_worker_main, name=f"livedepth-worker{i}",
-                                                args=(f"worker{i}", self.settings, self.weights, job_queue, events,
-                                                      self._stop))
+                                                args=(f"worker{i}", self.settings, self.weights, self.calibration,
+                                                      job_queue, events, self._stop))
             for i in range(count)
         }
         for process in processes.values():

@@ -342,6 +342,17 @@ def build_converter(settings: Settings, source: Path, output: Path, predict: Cal
                      keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped)
 
 
+def calibration_frames(settings: Settings, source: Path, count: int = 8) -> list[np.ndarray] | None:
+    """For the int8 backend: frames sampled across ``source`` to calibrate it on (else None)."""
+    if settings.model.backend != "int8":
+        return None
+    from livedepth.video import sample_frames
+
+    frames = sample_frames(source, count)
+    log.info("int8: calibrating on %d frames sampled across %s", len(frames), source)
+    return frames
+
+
 def progress_enabled(quiet: bool) -> bool:
     """Progress bars only on an interactive stderr and without --quiet."""
     return not quiet and sys.stderr.isatty()

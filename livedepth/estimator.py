@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -227,7 +226,10 @@ class DepthEstimator:
 
 def build_estimator(settings: Settings, weights: str | Path | None = None,
                     calibration: Sequence[np.ndarray] | None = None) -> DepthEstimator:
-    """The estimator for ``settings.model`` and ``settings.weights``; ``weights`` is ``--weights``."""
+    """The estimator for ``settings.model`` and ``settings.weights``; ``weights`` is ``--weights``.
+
+    ``calibration``: the user's frames that the int8 backend is calibrated and checked on.
+    """
     model = settings.model
     return DepthEstimator(
         weights=weights,

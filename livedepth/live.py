@@ -71,6 +71,14 @@ class LiveRun:
         return stats
 
 
+def first_frames(source, count: int = 8) -> list:
+    """The source's first frames, for the int8 backend to be calibrated on (they are not shown)."""
+    stop = threading.Event()
+    frames = [image for image in (source.read(stop) for _ in range(count)) if image is not None]
+    log.info("int8: calibrating on the first %d frames of %s", len(frames), source.name)
+    return frames
+
+
 def web_address(settings: Settings, serve: bool) -> tuple[str, int] | None:
     """Where to serve: ``[web] host``/``port`` for ``serve``, ``[web] serve`` for ``live`` (None: not at all)."""
     web = settings.web
@@ -104,16 +112,17 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
         if not live.snapshot_dir.is_dir():
             raise LivedepthError(f"snapshot folder does not exist: {live.snapshot_dir}")
 
-    if with_source and live.input is None:
+    if not with_source:
+        return LiveRun(None, WebServer(options, estimator=build_estimator(settings, weights)).start(), None)
+    if live.input is None:
         from livedepth.sources import check_camera
 
         check_camera(live.camera)
-    estimator = build_estimator(settings, weights)
-    if not with_source:
-        return LiveRun(None, WebServer(options, estimator=estimator).start(), None)
     source = open_source(camera=live.camera, input=live.input, realtime=live.realtime,
                          reconnect_timeout=live.reconnect_timeout)
     try:
+        calibration = first_frames(source) if settings.model.backend == "int8" else None
+        estimator = build_estimator(settings, weights, calibration)
         pipeline = LivePipeline(source, estimator, colorizer, max_frames=live.max_frames, max_fps=live.max_fps)
         if live.record is not None:
             from livedepth.sinks import RecordSink

@@ -58,7 +58,7 @@ class ConvertActor:
     Run as a Ray actor with ``max_concurrency=2``, so ``stop`` can run while ``convert`` does.
     """
 
-    def __init__(self, settings: Settings, weights: bytes, weights_sha256: str) -> None:
+    def __init__(self, settings: Settings, weights: bytes, weights_sha256: str, calibration=None) -> None:
         from livedepth.estimator import build_estimator
         from livedepth.weights import cache_dir
 
@@ -70,7 +70,7 @@ class ConvertActor:
             write_atomically(path, weights)
         self.settings = settings
         self.estimator = build_estimator(
-            replace(settings, weights=replace(settings.weights, sha256=weights_sha256)), path)
+            replace(settings, weights=replace(settings.weights, sha256=weights_sha256)), path, calibration)
         self.stopping = threading.Event()
         self.name = f"{os.uname().nodename}:{os.getpid()}"
 
@@ -105,8 +105,9 @@ class RayPool:
     """Converts jobs on a Ray cluster; the same ``run``/``stop`` as :class:`~livedepth.batch.LocalPool`."""
 
     def __init__(self, settings: Settings, weights: Path, address: str | None = None,
-                 transfer: bool = False, actors: int | None = None) -> None:
+                 transfer: bool = False, actors: int | None = None, calibration=None) -> None:
         self.settings = settings
+        self.calibration = calibration
         self.weights = weights
         self.address = address or os.environ.get("RAY_ADDRESS") or "auto"
         self.transfer = transfer
@@ -131,7 +132,8 @@ class RayPool:
         weights_ref = ray.put(data)  # once, for every actor
         remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_concurrency=2, max_restarts=0)(ConvertActor)
         settings = replace(self.settings, model=replace(self.settings.model, threads=threads))
-        return [remote.remote(settings, weights_ref, sha) for _ in range(count)]
+        calibration = ray.put(self.calibration)
+        return [remote.remote(settings, weights_ref, sha, calibration) for _ in range(count)]
 
     def run(self, jobs: Sequence[Job], on_frame: Callable[[], None] | None = None,
             on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:

@@ -168,6 +168,21 @@ def demux(
                 break
 
 
+def sample_frames(path: str | Path, count: int = 8) -> list[np.ndarray]:
+    """Up to ``count`` BGR frames spread evenly over a video (by seeking; int8 calibration)."""
+    with open_input(path) as container:
+        stream = _video_stream(container, path)
+        duration = stream.duration or (container.duration and container.duration / av.time_base / stream.time_base)
+        frames: list[np.ndarray] = []
+        for i in range(count):
+            target = int((stream.start_time or 0) + (duration or 0) * i / count)
+            container.seek(target, stream=stream)  # to the keyframe before, then decode up to the target
+            frame = next((f for f in container.decode(stream) if f.pts is None or f.pts >= target), None)
+            if frame is not None:
+                frames.append(frame.to_ndarray(format="bgr24"))
+    return frames
+
+
 def read_frames(path: str | Path) -> Iterator[Frame]:
     """Yield every decodable video frame of ``path`` (BGR uint8) with its pts."""
     yield from demux(path, audio=False)  # type: ignore[misc]

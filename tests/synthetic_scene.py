@@ -123,3 +123,16 @@ def midas_like(
         e = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
         s, b = rng.uniform(1 - gain, 1 + gain), rng.uniform(-offset, offset) * float(depth.std())
         yield frame, (s * depth * (1 + e) + b).astype(np.float32)
+
+
+def tc_by_mode(pairs: Iterable[tuple[np.ndarray, np.ndarray]], modes: tuple[str, ...] = ("frame", "stable")) -> dict:
+    """Temporal consistency of the colours each normalisation mode gives for (frame, depth) pairs."""
+    from livedepth.colorize import Colorizer
+    from livedepth.metrics import temporal_consistency
+
+    pairs = list(pairs)
+    report = {}
+    for mode in modes:
+        colorizer = Colorizer(normalize=mode)
+        report[mode] = temporal_consistency([(f, colorizer.normalize(d)) for f, d in pairs])
+    return report

@@ -168,3 +168,22 @@ def test_openvino_is_imported_without_usage_telemetry() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "openvino.tools.ovc.telemetry_stub"
+
+
+def test_convert_int8_calibrates_on_its_input_and_reuses_the_calibrated_model(private_weights, tmp_path) -> None:
+    _require("int8")
+    from clips import make_clip
+
+    src = tmp_path / "in.mp4"
+    make_clip(src, frames=12, width=96, height=64, audio=None)
+    runs = []
+    for name in ("a.mp4", "b.mp4"):
+        proc = run_cli("convert", str(src), str(tmp_path / name), "--backend", "int8", "--size", "64",
+                       "--weights", str(private_weights), timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stderr)
+    for stderr in runs:
+        assert f"int8: calibrating on 8 frames sampled across {src}" in stderr
+        assert "check: relative RMS error" in stderr and "on 8 calibration frames" in stderr
+    assert "quantized" in runs[0] and "quantized" not in runs[1], "the second run reuses the calibrated model"
+    assert len(list(private_weights.parent.glob("*-int8-*.onnx"))) == 1

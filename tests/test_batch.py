@@ -121,3 +121,19 @@ def test_bad_batch_arguments_are_one_line(library, tmp_path):
     assert_one_line_error(run_cli("convert", str(library), str(tmp_path / "x.mp4")), "OUT must be a folder")
     assert_one_line_error(run_cli("convert", str(library), str(tmp_path), "--jobs", "0"), "--jobs 0")
     assert_one_line_error(run_cli("convert", str(tmp_path / "none"), "x", str(tmp_path)), "input not found")
+
+
+def test_jobs_auto_measures_each_split_once_and_reuses_it(tmp_path, weights_pt):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    make_clip(inputs / "a.mp4", frames=6, width=64, height=48, audio=None)
+    first = _convert(str(inputs), str(out), "--jobs", "auto", "--weights", str(weights_pt))
+    assert first.returncode == 0, first.stderr
+    from livedepth.backends import available_cores
+    from livedepth.batch import splits
+
+    measured = [line for line in first.stderr.splitlines() if "frames/s" in line and "--jobs auto" in line]
+    assert len(measured) == len(splits(available_cores())), first.stderr
+    second = _convert(str(inputs), str(tmp_path / "out2"), "--jobs", "auto", "--weights", str(weights_pt))
+    assert second.returncode == 0 and "(measured before)" in second.stderr
+    assert "frames/s" not in second.stderr

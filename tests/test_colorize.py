@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from synthetic_scene import SceneClip, midas_like
+from synthetic_scene import SceneClip, midas_like, tc_by_mode
 
 from livedepth.colorize import (
     LAYOUTS,
@@ -21,7 +21,6 @@ from livedepth.colorize import (
     scale_to_uint8,
 )
 from livedepth.errors import LivedepthError
-from livedepth.metrics import temporal_consistency
 
 
 def _ramp(h: int = 60, w: int = 80) -> np.ndarray:
@@ -135,11 +134,7 @@ def test_stable_is_steadier_than_frame_on_a_midas_like_clip() -> None:
     clip = SceneClip(
         width=320, height=240, frames_count=24, pan_px_per_frame=2.0, object_speed=8.0, relief=True, object_return=8
     )
-    pairs = list(midas_like(clip.frames(), seed=1))
-    report = {}
-    for mode in ("frame", "stable"):
-        c = Colorizer(normalize=mode)
-        report[mode] = temporal_consistency([(f, c.normalize(d)) for f, d in pairs])
+    report = tc_by_mode(midas_like(clip.frames(), seed=1))
     assert report["stable"].tc < 0.75 * report["frame"].tc
     assert report["stable"].clipped_fraction < 0.02 < report["frame"].clipped_fraction
 

@@ -1,4 +1,5 @@
-"""``livedepth bench``: every backend against the reference forward, with this machine's peak."""
+"""Time the reference-equivalent eager forward and every livedepth backend, interleaved in one run,
+with this machine's fp32 GEMM peak and each backend's start-up time (``livedepth bench``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from livedepth.errors import LivedepthError
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark the backends against the reference forward",
-                       description="Time the reference-equivalent eager forward and every livedepth backend, "
-                       "interleaved in one run, with a large SGEMM for this machine's fp32 peak and each backend's "
-                       "start-up time.")
+    p = sub.add_parser("bench", help="benchmark the backends against the reference forward", description=__doc__)
     p.add_argument("--threads", default="1,2", metavar="N[,N...]", help="thread counts (default 1,2)")
     p.add_argument("--size", default="256", metavar="N|HxW[,...]", help="network input sizes (default 256)")
     p.add_argument("--backends", metavar="NAME[,NAME...]", help="backends to time (default: every installed one)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+import time
 from pathlib import Path
 
 from livedepth.cli.common import EXIT_USAGE, Interrupts, add_config_flags, add_setting_flags, say, settings_from
@@ -19,10 +20,7 @@ VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert videos into depth videos",
-                       description="Every frame of a video to depth: same timestamps, audio copied, H.264 mp4. "
-                       "With several inputs, a folder or a glob, OUT is a folder: outputs mirror the inputs' "
-                       "relative paths, finished ones are skipped on the next run.")
+    p = sub.add_parser("convert", help="convert videos into depth videos", description=__doc__)
     p.add_argument("inputs", nargs="+", metavar="IN", help="video files, folders (recursive) or globs")
     p.add_argument("output", type=Path, metavar="OUT", help="output video (.mp4, .mov, .mkv), or a folder")
     p.add_argument("--quiet", dest="convert_quiet", action="store_true", help="no progress bar or summary")
@@ -56,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
 def _one_file(args: argparse.Namespace, settings, source: Path, progress: bool, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from livedepth.convert import build_converter, summary_line
+    from livedepth.convert import build_converter, calibration_frames, summary_line
     from livedepth.estimator import build_estimator
 
     build_converter(settings, source, args.output, lambda image: image)  # checks before the model loads
-    estimator = build_estimator(settings, args.weights)
+    estimator = build_estimator(settings, args.weights, calibration_frames(settings, source))
     with tqdm(unit="frame", desc="convert", disable=not progress, dynamic_ncols=True, leave=False) as bar:
         converter = build_converter(settings, source, args.output, estimator.predict, lambda: bar.update(1))
         bar.reset(total=converter.info.frame_count)
@@ -92,6 +90,7 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
 
     from livedepth import batch
     from livedepth.backends import available_cores
+    from livedepth.convert import calibration_frames
     from livedepth.files import check_writable, write_json
 
     jobs_flag = _jobs(args.jobs)
@@ -102,6 +101,7 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
     jobs, skipped = batch.plan(args.inputs, args.output, settings.convert.raw, settings.convert.overwrite)
     args.output.mkdir(parents=True, exist_ok=True)
     workers = jobs_flag
+    calibration = calibration_frames(settings, jobs[0].source) if jobs else None
     if args.ray is not None:
         from livedepth.ray_pool import RayPool
         from livedepth.weights import resolve, weights_spec
@@ -109,12 +109,13 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
         config = {k: v for k, v in vars(settings.weights).items() if v is not None}
         weights = resolve(weights_spec(args.weights, config)).path
         settings = replace(settings, model=replace(settings.model, threads=settings.model.threads or 1))
-        pool = RayPool(settings, weights, None if args.ray == "auto" else args.ray, transfer=args.ray_transfer)
+        pool = RayPool(settings, weights, None if args.ray == "auto" else args.ray, transfer=args.ray_transfer,
+                       calibration=calibration)
     else:
         if workers is None and jobs:
             workers, threads = batch.choose_jobs(settings, args.weights, available_cores())
             settings = replace(settings, model=replace(settings.model, threads=threads))
-        pool = batch.LocalPool(settings, args.weights, workers or 1)
+        pool = batch.LocalPool(settings, args.weights, workers or 1, calibration)
     total = batch.total_frames(jobs)
     with tqdm(total=total, unit="frame", desc="convert", disable=not progress, dynamic_ncols=True) as bar:
         done = [len(skipped)]
@@ -125,11 +126,14 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
             if result.status == "failed":
                 bar.write(f"livedepth: failed: {result.source}: {result.reason}", file=sys.stderr)
 
+        start = time.perf_counter()
         with Interrupts(pool) as interrupts:
             results = skipped + pool.run(jobs, on_frame=lambda: bar.update(1), on_result=on_result)
+        wall = time.perf_counter() - start
     if args.report is not None:
-        write_json(args.report, {"results": [r.to_dict() for r in results], "workers": workers,
-                                 "ray": args.ray, "peak_rss_mb": pool.peak_rss_mb})
+        write_json(args.report, {"results": [r.to_dict() for r in results], "wall_seconds": wall,
+                                 "workers": workers, "threads": settings.model.threads, "ray": args.ray,
+                                 "peak_rss_mb": pool.peak_rss_mb})
     if not quiet:
         say(batch.summary_table(results))
     if interrupts.exit_code is not None:
