@@ -39,6 +39,7 @@ class StageTimes:
 
     decode: float = 0.0
     infer: float = 0.0
+    filter: float = 0.0
     render: float = 0.0
     encode: float = 0.0
 
@@ -72,7 +73,8 @@ def output_size(info: VideoInfo, colorizer) -> tuple[int, int]:
 class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
-    ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``). Decoding and
+    ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``); ``temporal`` (a
+    :class:`~livedepth.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
     inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
     which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
     written as :func:`partial_path` and renamed when complete, or when stopped.
@@ -100,6 +102,7 @@ class Converter:
         keep_damaged: bool = False,
         on_frame: Callable[[], None] | None = None,
         keep_stopped: bool = True,
+        temporal=None,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.source, self.output, self.info = source, output, info
@@ -107,6 +110,7 @@ class Converter:
         self.audio, self.raw = audio, raw
         self.crf, self.preset, self.fragmented = crf, preset, fragmented
         self.keep_damaged, self.on_frame, self.keep_stopped = keep_damaged, on_frame, keep_stopped
+        self.temporal = temporal
         self.stages = Stages("conversion")
         self.report = DecodeReport()
         self.times = StageTimes()
@@ -147,9 +151,13 @@ class Converter:
                 t0 = time.perf_counter()
                 depth = self.predict(item.image)
                 t1 = time.perf_counter()
+                if self.temporal is not None:
+                    depth = self.temporal.update(depth, item.image)
+                t2 = time.perf_counter()
                 item = Rendered(item, depth, self.colorizer.render(depth, item.image))
                 self.times.infer += t1 - t0
-                self.times.render += time.perf_counter() - t1
+                self.times.filter += t2 - t1
+                self.times.render += time.perf_counter() - t2
             if not self._rendered.put(item):
                 return
 
@@ -339,7 +347,17 @@ def build_converter(settings: Settings, source: Path, output: Path, predict: Cal
              info.frame_count or "?", output)
     return Converter(source, output, info, predict, colorizer, audio=convert.audio, raw=convert.raw,
                      crf=convert.crf, preset=convert.preset, fragmented=convert.fragmented,
-                     keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped)
+                     keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped,
+                     temporal=make_temporal(settings))
+
+
+def make_temporal(settings: Settings):
+    """The temporal filter ``[render] temporal`` asks for (a new one per video), or None."""
+    if settings.render.temporal != "on":
+        return None
+    from livedepth.temporal import TemporalFilter
+
+    return TemporalFilter()
 
 
 def calibration_frames(settings: Settings, source: Path, count: int = 8) -> list[np.ndarray] | None:

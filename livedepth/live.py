@@ -94,6 +94,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     ``serve`` is the ``serve`` command (web on ``[web] host:port``, no window); ``with_source``
     False serves the photo page only. ``weights`` is ``--weights``.
     """
+    from livedepth.convert import make_temporal
     from livedepth.estimator import build_estimator
     from livedepth.sources import open_source
 
@@ -123,7 +124,8 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     try:
         calibration = first_frames(source) if settings.model.backend == "int8" else None
         estimator = build_estimator(settings, weights, calibration)
-        pipeline = LivePipeline(source, estimator, colorizer, max_frames=live.max_frames, max_fps=live.max_fps)
+        pipeline = LivePipeline(source, estimator, colorizer, max_frames=live.max_frames, max_fps=live.max_fps,
+                                temporal=make_temporal(settings))
         if live.record is not None:
             from livedepth.sinks import RecordSink
 

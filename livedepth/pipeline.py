@@ -123,7 +123,9 @@ class LivePipeline:
     added with :meth:`add_sink` before the run. ``colorizer`` may be changed while running (the
     web page and the window's keys do). ``max_frames`` ends the run after that many processed
     frames; ``max_fps`` caps the processing rate (``None`` or 0: as fast as the model goes).
-    ``stop()`` ends the run from any thread; ``abort()`` also drops the frame in flight.
+    ``temporal`` (a :class:`~livedepth.temporal.TemporalFilter`) filters the depth of each
+    processed frame, on the inference thread. ``stop()`` ends the run from any thread;
+    ``abort()`` also drops the frame in flight.
     """
 
     def __init__(
@@ -135,12 +137,14 @@ class LivePipeline:
         *,
         max_frames: int | None = None,
         max_fps: float | None = None,
+        temporal=None,
     ) -> None:
         if max_fps is not None and not max_fps >= 0:
             raise ValueError(f"max_fps must be >= 0, got {max_fps}")
         self.source = source
         self.estimator = estimator
         self.colorizer = colorizer
+        self.temporal = temporal
         self.sinks = list(sinks)
         self.limits = _Limits(max_frames, 1.0 / max_fps if max_fps else 0.0)
         self.stats = LiveStats()
@@ -225,7 +229,7 @@ class LivePipeline:
             self._aborted += 1
             raise
         self.stats.add_inference((time.perf_counter() - t0) * 1000.0)
-        return depth
+        return depth if self.temporal is None else self.temporal.update(depth, frame.image)
 
     def _output_loop(self, capture: Capture) -> None:
         intervals = [s.poll_interval for s in self.sinks if s.poll_interval is not None]

@@ -113,6 +113,7 @@ class RayPool:
         self.transfer = transfer
         self.actors = actors
         self.peak_rss_mb: dict[str, float] = {}
+        self.workers = 0  # actors started by run()
         self._stop = threading.Event()
 
     def stop(self, reason: str = "stopped") -> None:
@@ -145,6 +146,7 @@ class RayPool:
         threads = self.settings.model.threads or 1
         slots = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
         actors = self._start_actors(ray, min(slots, len(jobs)))
+        self.workers = len(actors)
         log.info("ray: %d actors of %d CPUs on %d nodes", len(actors), threads,
                  sum(1 for n in ray.nodes() if n.get("Alive")))
         try:

@@ -42,6 +42,7 @@ class TemporalFilter:
     history: float = 0.75  # weight of the warped history where it agrees with the frame
     agree: float = 2.0  # |residual| up to this many robust residual scales: full weight
     disagree: float = 4.0  # from this many on: the current depth alone
+    noise_rise: float = 1.25  # the residual scale may grow at most this much a frame
     photometric: tuple[float, float] = (8.0, 24.0)  # grey-level error of the warped previous frame: full weight, none
     flow_size: int = 160  # long side of the frames the optical flow runs on
     work_size: int = 320  # long side of the kept history and of the correction
@@ -62,6 +63,7 @@ class TemporalFilter:
         """Forget the history (a new video)."""
         self._history: np.ndarray | None = None
         self._gray: np.ndarray | None = None
+        self._noise: float | None = None
         self._cut_detector.reset()
 
     def update(self, depth: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
@@ -79,7 +81,7 @@ class TemporalFilter:
         prev, prev_gray = self._history, self._gray
         self._gray = gray
         if change is None or prev is None or prev.shape != small.shape or prev_gray.shape != gray.shape:
-            self._history = small.copy()
+            self._history, self._noise = small.copy(), None
             return d.copy()
         flow = self._flow(gray, prev_gray)
         # photometric confidence: 1 where the flow-warped previous frame matches this one
@@ -98,9 +100,12 @@ class TemporalFilter:
         sample = np.where(trust[::step, ::step] > 0.5, warped[::step, ::step], np.nan).ravel()
         fit = _robust_affine(sample, small[::step, ::step].ravel(), self.trim)
         if fit is None:  # nothing of the previous view left to compare with
-            self._history = small.copy()
+            self._history, self._noise = small.copy(), None
             return d.copy()
         a, c, scale = fit
+        if self._noise is not None:  # a missed cut or a flow failure is not noise: it may rise only slowly
+            scale = min(scale, self.noise_rise * abs(a) * self._noise)
+        self._noise = scale
         resid = cv2.addWeighted(warped, a, small, -1.0, c)  # NaN outside the previous view
         # weight = history * clip((disagree * s - |r|) / ((disagree - agree) * s), 0, 1)
         gain = self.history / ((self.disagree - self.agree) * scale)

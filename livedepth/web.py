@@ -145,7 +145,7 @@ class FrameHub:
             return self._jpeg
 
 
-def lower_thread_priority(niceness: int = 10) -> None:
+def lower_thread_priority(niceness: int = 19) -> None:
     """Lower the calling thread's CPU priority (Linux; threads it starts inherit it), so a photo
     upload's forward, and the model it may build, take only the CPU the live stream leaves."""
     if sys.platform.startswith("linux"):
@@ -311,6 +311,7 @@ class WebServer:
         self.stats = stats
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
+        self._upload_slot = threading.Lock()
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -410,7 +411,8 @@ class WebServer:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         lower_thread_priority()  # the live stream comes first
-        depth = self.estimator.predict(image)
+        with self._upload_slot:  # one upload at a time: the others queue, the live stream keeps its CPU
+            depth = self.estimator.predict(image)
         ok, buf = cv2.imencode(".png", colorizer.render(depth, image))
         if not ok:
             raise RuntimeError("PNG encoding failed")

@@ -132,7 +132,7 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
         wall = time.perf_counter() - start
     if args.report is not None:
         write_json(args.report, {"results": [r.to_dict() for r in results], "wall_seconds": wall,
-                                 "workers": workers, "threads": settings.model.threads, "ray": args.ray,
+                                 "workers": pool.workers, "threads": settings.model.threads, "ray": args.ray,
                                  "peak_rss_mb": pool.peak_rss_mb})
     if not quiet:
         say(batch.summary_table(results))

@@ -13,7 +13,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path, help="output image (.png, .jpg, ...)")
     p.add_argument("--raw", type=Path, metavar="DEPTH.npy", help="also save the float32 depth")
-    add_setting_flags(p, "render")
+    add_setting_flags(p, "render", "layout", "colormap", "normalize", "range", "invert", "alpha")  # never temporal
     add_setting_flags(p, "model")
     add_config_flags(p, preset=None)
     p.set_defaults(run=run)
