@@ -10,18 +10,28 @@ import torch
 from golden import expand_synthetic_weights
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty weights cache and no way to reach the internet.
-
-    ``auto`` would time every backend afresh in each test's empty cache; tests take ONNX Runtime
-    (the tests of ``auto`` itself remove this).
-    """
-    cache = tmp_path_factory.mktemp("xdg-cache")
+def _isolate(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """An empty livedepth cache, no way to reach the internet, and ONNX Runtime as the backend
+    (``auto`` would time every backend afresh in each empty cache; its own tests remove this)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("LIVEDEPTH_WEIGHTS", raising=False)
     monkeypatch.setenv("LIVEDEPTH_WEIGHTS_URL", "http://127.0.0.1:9/unreachable.pt")
     monkeypatch.setenv("LIVEDEPTH_BACKEND", "onnx")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory: pytest.TempPathFactory):
+    """The same isolation for session and module fixtures, which run before a test's own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _isolate(monkeypatch, tmp_path_factory.mktemp("xdg-cache-session"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty livedepth cache (see :func:`_isolate`)."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    _isolate(monkeypatch, cache)
     return cache / "livedepth"
 
 

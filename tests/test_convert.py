@@ -60,7 +60,8 @@ def test_output_is_depth_not_the_input(ntsc):
 
 
 def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
-    from livedepth.estimator import DepthEstimator
+    from livedepth.estimator import build_estimator
+    from livedepth.settings import load_settings
 
     src, _, raw, _ = ntsc
     meta = json.loads(raw.with_name(raw.name + ".json").read_text())
@@ -70,7 +71,7 @@ def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
         assert c.metadata["LIVEDEPTH_DEPTH_STEP"] == str(scale.step)
         stored = [f.to_ndarray() for f in c.decode(video=0)]
     assert len(stored) == 14 and stored[0].dtype == np.uint16
-    estimator = DepthEstimator(weights=weights_pt)
+    estimator = build_estimator(load_settings("convert"), weights_pt)  # as the convert command builds it
     for frame, values in zip(read_frames(src), stored, strict=True):
         expected = estimator.predict(frame.image)
         assert values.shape == expected.shape
