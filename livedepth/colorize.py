@@ -242,7 +242,7 @@ class SceneCutDetector:
         With ``motion``, one Lucas-Kanade step first estimates the global shift between the
         grids (a camera pan), and both grids are moved half-way towards each other, so the
         fit compares the same scene points; otherwise a pan biases the gain a little every
-        frame, and the bounds drift.
+        frame, and :class:`StableNormalizer`'s bounds drift.
         """
         if self.motion:
             u, v = _global_shift(prev, cur, self.trim) or (0.0, 0.0)

@@ -8,16 +8,23 @@ keeps a filtered history and, for every frame:
 1. starts over from the frame at a scene cut (:class:`livedepth.colorize.SceneCutDetector`,
    shared with ``StableNormalizer``), or when it has no history;
 2. computes DIS optical flow (ultrafast preset) from the frame back to the previous one, on
-   grey frames of ``flow_size`` pixels on the long side;
+   grey frames of ``flow_size`` pixels on the long side, and a photometric trust: 1 where
+   the flow-warped previous frame is within ``photometric[0]`` grey levels of this one,
+   falling to 0 at ``photometric[1]``;
 3. warps the history (kept at ``work_size`` pixels on the long side) onto the frame and fits
-   it to the frame's depth, ``depth ~ a * warped + c`` (trimmed least squares), so that the
-   history is in the frame's own units;
+   it to the frame's depth where trusted, ``depth ~ a * warped + c`` (trimmed least squares),
+   so that the history is in the frame's own units;
 4. blends: with ``r = a * warped + c - depth`` and ``s`` its robust scale (1.4826 times the
-   median ``|r|``), the history's weight is ``history`` where ``|r| <= agree * s``, falls
-   linearly to 0 at ``disagree * s`` and is 0 beyond, and outside the previous view. Where
-   they disagree (occlusion, something new, flow failure), the current depth wins;
+   median ``|r|``; ``s`` may fall at once but rise by at most ``noise_rise`` a frame, so a
+   missed cut or a failed flow does not pass for noise), the history's weight is ``history``
+   times the trust where ``|r| <= agree * s``, falls linearly to 0 at ``disagree * s``, and is
+   0 beyond and outside the previous view. Where they disagree (occlusion, something new,
+   flow failure), the current depth wins;
 5. adds the correction ``weight * r``, upsampled from ``work_size``, to the full-resolution
    depth: the output keeps the input's detail and its scale (it is depth, not colours).
+
+Deterministic: the same inputs give bitwise the same outputs (DIS and the OpenCV calls used
+here give the same result at any thread count).
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ import cv2
 import numpy as np
 
 from livedepth.colorize import SceneCutDetector
+
+#: Frames for the flow with a shorter side than this pass through unfiltered: DIS fails on
+#: some of them, or crashes (measured with OpenCV 5.0: short sides up to 30 px).
+MIN_FLOW_SIDE = 32
 
 
 @dataclass(eq=False)
@@ -77,6 +88,8 @@ class TemporalFilter:
         work = _fit_size(w, h, self.work_size)
         small = cv2.resize(d, work, interpolation=cv2.INTER_AREA) if work != (w, h) else d
         gray = _small_gray(frame_bgr, self.flow_size)
+        if min(gray.shape) < MIN_FLOW_SIDE:
+            return d.copy()
         change = self._cut_detector.update(small)
         prev, prev_gray = self._history, self._gray
         self._gray = gray
@@ -116,9 +129,11 @@ class TemporalFilter:
         correction *= resid
         correction[np.isnan(correction)] = 0.0  # outside the view, or non-finite depth: no history
         self._history = small + correction
-        if work != (w, h):
-            correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
-        return d + correction
+        if work == (w, h):
+            return d + correction
+        out = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
+        out += d
+        return out
 
     def _flow(self, gray: np.ndarray, prev_gray: np.ndarray) -> np.ndarray:
         """Flow from this frame back to the previous one: ``gray(p) ~ prev_gray(p + flow(p))``."""
@@ -128,7 +143,7 @@ class TemporalFilter:
 def _fit_size(w: int, h: int, long_side: int) -> tuple[int, int]:
     """``(w, h)`` scaled down (never up) to ``long_side`` pixels on the long side."""
     f = min(1.0, long_side / max(w, h))
-    return max(8, round(w * f)), max(8, round(h * f))
+    return max(1, round(w * f)), max(1, round(h * f))
 
 
 def _small_gray(frame: np.ndarray, long_side: int) -> np.ndarray:

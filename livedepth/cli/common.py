@@ -77,7 +77,6 @@ class Interrupts:
     def __init__(self, target: Stoppable) -> None:
         self.target = target
         self.received: int | None = None
-        self.aborted = False
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
@@ -87,7 +86,6 @@ class Interrupts:
                              "(again to stop at once)\n")
             self.target.stop(self.REASONS[signum])
         else:
-            self.aborted = True
             self.target.abort(self.REASONS[signum])
 
     def __enter__(self) -> Interrupts:
@@ -98,13 +96,14 @@ class Interrupts:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        if self.aborted and self.target.busy:
+        if self.received is not None and self.target.busy:
             self._die_of_signal()
 
     def _die_of_signal(self) -> None:
-        """After an abort the outputs are closed, but a stage may still be inside a forward pass,
-        which nothing can interrupt, and tearing the interpreter down under it can crash. So the
-        process ends the way a program that caught Ctrl+C should: killed by that same signal."""
+        """The outputs are closed, but a stage is still inside a forward pass (after an abort, or
+        a forward slower than the join timeout), which nothing can interrupt, and tearing the
+        interpreter down under it can crash. So the process ends the way a program that caught
+        the signal should: killed by that same signal."""
         sys.stdout.flush()
         sys.stderr.flush()
         signal.signal(self.received, signal.SIG_DFL)
