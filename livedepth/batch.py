@@ -371,6 +371,7 @@ def choose_jobs(settings: Settings, weights: str | Path | None, cores: int) -> t
             rates[jobs, threads] = measure_split(settings, weights, jobs, threads, Path(tmp))
             log.info("--jobs auto: %d jobs x %d threads: %.1f frames/s", jobs, threads, rates[jobs, threads])
     best = max(rates, key=rates.get)
-    write_cache("batch-jobs", key, {"split": list(best), "frames_per_s": {f"{j}x{t}": r for (j, t), r in rates.items()}})
+    measured = {f"{j}x{t}": rate for (j, t), rate in rates.items()}
+    write_cache("batch-jobs", key, {"split": list(best), "frames_per_s": measured})
     log.info("--jobs auto: %d jobs x %d threads", *best)
     return best

@@ -66,8 +66,9 @@ class LiveRun:
             if self.stats_path is not None:
                 write_json(self.stats_path, stats)
             log.info("live run ended (%s): %d frames captured, %d processed (%.1f fps), %d dropped, "
-                     "latency p50 %.0f ms", self.pipeline.stop_reason or "end", stats["frames_captured"], stats["frames_processed"],
-                     stats["fps_processed"], stats["frames_dropped"], stats["latency_ms"]["p50"])
+                     "latency p50 %.0f ms", self.pipeline.stop_reason or "end", stats["frames_captured"],
+                     stats["frames_processed"], stats["fps_processed"], stats["frames_dropped"],
+                     stats["latency_ms"]["p50"])
         return stats
 
 

@@ -185,7 +185,8 @@ class StreamSource(Source):
         return self._fps or 30.0
 
     def _open(self) -> cv2.VideoCapture | None:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.io_timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.io_timeout_ms]
+        timeout = self.io_timeout_ms
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout]
         cap = _quiet_capture(lambda: cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params))
         if cap.isOpened():
             return cap

@@ -56,7 +56,7 @@ class TemporalFilter:
     noise_rise: float = 1.25  # the residual scale may grow at most this much a frame
     photometric: tuple[float, float] = (8.0, 24.0)  # grey-level error of the warped previous frame: full weight, none
     flow_size: int = 160  # long side of the frames the optical flow runs on
-    work_size: int = 320  # long side of the kept history and of the correction
+    work_size: int = 160  # long side of the kept history and of the correction
     fit_points: int = 4096  # about this many points for the affine fit
     trim: float = 0.8  # share of the fit's smallest residuals kept in the refit
 

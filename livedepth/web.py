@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import cv2
 import numpy as np
 
+from livedepth import backends
 from livedepth.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.errors import LivedepthError
 from livedepth.frames import Rendered
@@ -411,6 +412,7 @@ class WebServer:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         lower_thread_priority()  # the live stream comes first
+        backends.BACKGROUND.set(True)  # a model this photo's shape needs is exported out of process
         with self._upload_slot:  # one upload at a time: the others queue, the live stream keeps its CPU
             depth = self.estimator.predict(image)
         ok, buf = cv2.imencode(".png", colorizer.render(depth, image))

@@ -1,19 +1,66 @@
 #!/usr/bin/env bash
 # Create .venv (or $LIVEDEPTH_VENV) and install livedepth with the given extras, once.
 # Usage: source scripts/bootstrap.sh [EXTRAS]; afterwards $VENV/bin/python is ready.
+#
+# On a Raspberry Pi (aarch64) with the Camera Module stack installed (`sudo apt install
+# python3-picamera2`, from the Raspberry Pi apt repository), the venv is created with
+# --system-site-packages so that `import picamera2` works in it; an existing venv is switched
+# over. Its numpy is then kept at the system's major version (numpy<2 on bookworm), because
+# the apt modules picamera2 loads (simplejpeg, ...) are built against it.
+# LIVEDEPTH_SYSTEM_SITE_PACKAGES=1 or 0 overrides the detection; elsewhere nothing changes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LIVEDEPTH_VENV:-$ROOT/.venv}"
 EXTRAS="${1:-}"
+BASE_PYTHON="${PYTHON:-python3}"
+
+pi_has_picamera2() {
+    [ "$(uname -m)" = aarch64 ] || return 1
+    if command -v dpkg-query >/dev/null &&
+       [ "$(dpkg-query -W -f='${db:Status-Status}' python3-picamera2 2>/dev/null)" = installed ]; then
+        return 0
+    fi
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import picamera2' >/dev/null 2>&1
+}
+
+why="picamera2 found"
+case "${LIVEDEPTH_SYSTEM_SITE_PACKAGES:-auto}" in
+    1) system_site=1 why="LIVEDEPTH_SYSTEM_SITE_PACKAGES=1" ;;
+    0) system_site=0 ;;
+    *) if pi_has_picamera2; then system_site=1; else system_site=0; fi ;;
+esac
+
 if [ ! -x "$VENV/bin/python" ]; then
-    "${PYTHON:-python3}" -m venv "$VENV"
+    if [ "$system_site" = 1 ]; then
+        echo "bootstrap: $why: creating $VENV with --system-site-packages" >&2
+        "$BASE_PYTHON" -m venv --system-site-packages "$VENV"
+    else
+        "$BASE_PYTHON" -m venv "$VENV"
+    fi
+elif [ "$system_site" = 1 ] && ! grep -qiE '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
+    # What --system-site-packages writes; the installed packages stay.
+    echo "bootstrap: $why: turning on system site packages in $VENV" >&2
+    sed -i -E 's/^(include-system-site-packages *= *).*/\1true/I' "$VENV/pyvenv.cfg"
 fi
-stamp="$VENV/.installed-${EXTRAS:-base}-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
+
+constraints=(-c "$ROOT/constraints.txt")
+mode=""   # part of the stamp's name, so switching modes installs again
+if [ "$system_site" = 1 ]; then
+    mode=-system-site
+    # The numpy that the apt modules were built against (-s: not a ~/.local one).
+    sys_numpy="$("$BASE_PYTHON" -s -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)"
+    if [ "${sys_numpy%%.*}" = 1 ]; then
+        printf 'numpy<2\n' >"$VENV/system-constraints.txt"
+        constraints+=(-c "$VENV/system-constraints.txt")
+        mode=-system-site-numpy1
+    fi
+fi
+stamp="$VENV/.installed-${EXTRAS:-base}$mode-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "bootstrap: installing livedepth${EXTRAS:+[$EXTRAS]} into $VENV (first run only)" >&2
     log="$VENV/bootstrap.log"
     if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-           "$VENV/bin/python" -m pip install -c "$ROOT/constraints.txt" -e "$ROOT${EXTRAS:+[$EXTRAS]}"; } >"$log" 2>&1; then
+           "$VENV/bin/python" -m pip install "${constraints[@]}" -e "$ROOT${EXTRAS:+[$EXTRAS]}"; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         echo "bootstrap: pip install failed; full log in $log" >&2
         exit 1

@@ -58,8 +58,10 @@ def test_unwritable_output(tmp_path: Path, weights_pt: Path) -> None:
 
 def test_unknown_layout_and_colormap(tmp_path: Path, weights_pt: Path) -> None:
     out = str(tmp_path / "o.png")
-    assert_one_line_error(run_cli("image", str(TEST_IMAGE), out, "--layout", "tiles"), "--layout tiles: must be one of depth")
-    assert_one_line_error(run_cli("image", str(TEST_IMAGE), out, "--colormap", "rainbowz"), "--colormap rainbowz: unknown colormap")
+    assert_one_line_error(run_cli("image", str(TEST_IMAGE), out, "--layout", "tiles"),
+                          "--layout tiles: must be one of depth")
+    assert_one_line_error(run_cli("image", str(TEST_IMAGE), out, "--colormap", "rainbowz"),
+                          "--colormap rainbowz: unknown colormap")
 
 
 def test_offline_without_weights(tmp_path: Path) -> None:
