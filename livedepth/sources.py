@@ -74,13 +74,18 @@ class Source:
 
 
 def _quiet_capture(open_fn: Callable[[], cv2.VideoCapture]) -> cv2.VideoCapture:
-    """Open a VideoCapture with OpenCV's own warnings silenced (we report failures ourselves)."""
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    """Open a VideoCapture with OpenCV's own warnings silenced (we report failures ourselves).
+
+    OpenCV 5 has the log level in ``cv2.utils.logging``; 4.x (the Pi's numpy 1 builds) has
+    ``cv2.getLogLevel``/``cv2.setLogLevel`` instead.
+    """
+    logging_api = getattr(cv2.utils, "logging", cv2)
+    previous = logging_api.getLogLevel()
+    logging_api.setLogLevel(0)  # LOG_LEVEL_SILENT in both
     try:
         return open_fn()
     finally:
-        cv2.utils.logging.setLogLevel(previous)
+        logging_api.setLogLevel(previous)
 
 
 def _capture_fps(cap: cv2.VideoCapture) -> float:
