@@ -414,6 +414,8 @@ class WebServer:
         lower_thread_priority()  # the live stream comes first
         backends.BACKGROUND.set(True)  # a model this photo's shape needs is exported out of process
         with self._upload_slot:  # one upload at a time: the others queue, the live stream keeps its CPU
+            if self.hub.frames.closed:  # closing: queued uploads must not hold the shutdown up
+                raise HTTPError(503, "the server is shutting down")
             depth = self.estimator.predict(image)
         ok, buf = cv2.imencode(".png", colorizer.render(depth, image))
         if not ok:
