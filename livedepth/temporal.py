@@ -23,8 +23,8 @@ keeps a filtered history and, for every frame:
 5. adds the correction ``weight * r``, upsampled from ``work_size``, to the full-resolution
    depth: the output keeps the input's detail and its scale (it is depth, not colours).
 
-Deterministic: the same inputs give bitwise the same outputs (DIS and the OpenCV calls used
-here give the same result at any thread count).
+Deterministic: the same inputs give bitwise the same outputs, at 1 or 2 OpenCV threads alike
+(checked by ``benchmarks/temporal_consistency.py``; DIS alone also at 4 and 8).
 """
 
 from __future__ import annotations
