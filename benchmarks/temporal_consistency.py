@@ -453,7 +453,8 @@ def filter_benchmark(frames: int, clip_frames: int, seeds: int, sweep: bool) -> 
     real = real_clips(clip_frames)
     print(f"T: TemporalFilter on synthetic clips ({frames} frames, 640x480) and real clips with a pseudo truth;")
     print("   TC = livedepth.metrics flicker; err = RMS error vs truth after a per-frame affine fit, in units")
-    print(f"   of the truth's P1-P99 range; object = the same over the object k frames after it appears (mean of {seeds} draws)")
+    print("   of the truth's P1-P99 range; object = the same over the object k frames after it appears")
+    print(f"   (mean of {seeds} draws)")
     print_header()
     rows = []
     for clip in synthetic + real:

@@ -15,7 +15,6 @@ import logging
 import multiprocessing as mp
 import queue
 import resource
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -170,9 +169,10 @@ class StopFlag:
 
 
 def _worker_main(name: str, settings: Settings, weights: str | None, calibration, jobs: mp.Queue,
-                 events: mp.Queue, stop) -> None:
+                 events: mp.Queue, stop, worker_init: Callable[[], None] | None) -> None:
     """A worker process: load the model once, then convert job after job until the sentinel."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl+C means
+    if worker_init is not None:
+        worker_init()
     from livedepth.estimator import build_estimator
 
     try:
@@ -195,12 +195,15 @@ class LocalPool:
     encoded frame and ``on_result(result)`` for every finished file. ``stop()`` (thread-safe)
     ends the batch: running files are aborted and removed, pending ones are reported
     ``stopped``. ``peak_rss_mb`` holds each worker's peak memory after the run. ``calibration``:
-    frames for the int8 backend.
+    frames for the int8 backend. ``worker_init`` (picklable) runs first in every worker: the
+    caller's say, e.g. over signals, which the library never touches.
     """
 
-    def __init__(self, settings: Settings, weights: str | Path | None, jobs: int, calibration=None) -> None:
+    def __init__(self, settings: Settings, weights: str | Path | None, jobs: int, calibration=None,
+                 worker_init: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.calibration = calibration
+        self.worker_init = worker_init
         self.weights = None if weights is None else str(weights)
         self.workers = max(1, jobs)
         self._context = mp.get_context("spawn")  # torch and its thread pools do not survive fork
@@ -231,7 +234,7 @@ class LocalPool:
         processes = {
             f"worker{i}": self._context.Process(target=_worker_main, name=f"livedepth-worker{i}",
                                                 args=(f"worker{i}", self.settings, self.weights, self.calibration,
-                                                      job_queue, events, self._stop))
+                                                      job_queue, events, self._stop, self.worker_init))
             for i in range(count)
         }
         for process in processes.values():
@@ -333,7 +336,7 @@ def splits(cores: int) -> list[tuple[int, int]]:
 
 
 def measure_split(settings: Settings, weights: str | Path | None, jobs: int, threads: int, folder: Path,
-                  frames: int = 40) -> float:
+                  frames: int = 40, worker_init: Callable[[], None] | None = None) -> float:
     """Frames per second of ``jobs`` workers at ``threads`` threads, converting a synthetic 640x480
     clip each; timed from the first encoded frame to the last, so model loading does not count."""
     from livedepth.bench import write_test_video
@@ -345,13 +348,15 @@ def measure_split(settings: Settings, weights: str | Path | None, jobs: int, thr
                     convert=replace(settings.convert, audio=False, raw=None))
     stamps: list[float] = []
     jobs_list = [Job(clip, folder / f"out{jobs}x{threads}-{i}.mp4") for i in range(jobs)]
-    results = LocalPool(trial, weights, jobs).run(jobs_list, on_frame=lambda: stamps.append(time.perf_counter()))
+    pool = LocalPool(trial, weights, jobs, worker_init=worker_init)
+    results = pool.run(jobs_list, on_frame=lambda: stamps.append(time.perf_counter()))
     if not batch_ok(results) or len(stamps) < 2 * jobs:
         raise LivedepthError(f"--jobs auto: the trial conversion failed: {results[0].reason}")
     return (len(stamps) - jobs) / (stamps[-1] - stamps[jobs - 1])
 
 
-def choose_jobs(settings: Settings, weights: str | Path | None, cores: int) -> tuple[int, int]:
+def choose_jobs(settings: Settings, weights: str | Path | None, cores: int,
+                worker_init: Callable[[], None] | None = None) -> tuple[int, int]:
     """(jobs, threads) for ``--jobs auto``: every split of the cores is measured once per machine,
     backend and model settings; the fastest is cached in the livedepth cache and reused."""
     import platform
@@ -368,7 +373,7 @@ def choose_jobs(settings: Settings, weights: str | Path | None, cores: int) -> t
     rates = {}
     with tempfile.TemporaryDirectory(prefix="livedepth-jobs-") as tmp:
         for jobs, threads in splits(cores):
-            rates[jobs, threads] = measure_split(settings, weights, jobs, threads, Path(tmp))
+            rates[jobs, threads] = measure_split(settings, weights, jobs, threads, Path(tmp), worker_init=worker_init)
             log.info("--jobs auto: %d jobs x %d threads: %.1f frames/s", jobs, threads, rates[jobs, threads])
     best = max(rates, key=rates.get)
     measured = {f"{j}x{t}": rate for (j, t), rate in rates.items()}

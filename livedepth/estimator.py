@@ -97,7 +97,10 @@ class _ShapeLocks:
 
     def __call__(self, shape: tuple[int, int]) -> threading.Lock:
         with self._guard:
-            return self._locks.setdefault(shape, threading.Lock())
+            lock = self._locks.get(shape)
+            if lock is None:
+                lock = self._locks[shape] = threading.Lock()
+            return lock
 
 
 class DepthEstimator:

@@ -222,17 +222,6 @@ class Stages:
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
-    def wait(self, poll: Callable[[], None] | None = None, interval: float = POLL_S) -> None:
-        """Wait until every stage has ended, calling ``poll`` every ``interval`` seconds."""
-        while self.alive:
-            if poll is not None:
-                poll()
-            self._threads[-1].join(interval)
-            if self.abort_event.is_set():
-                return
-        if poll is not None:
-            poll()
-
     def join(self, timeout: float = JOIN_TIMEOUT_S) -> None:
         """Stop and wait for every stage; one that does not end in ``timeout`` is logged and left."""
         self.stop(self.reason or "end")

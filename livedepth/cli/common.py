@@ -65,6 +65,12 @@ class Stoppable(Protocol):
     def busy(self) -> bool: ...
 
 
+def ignore_interrupts() -> None:
+    """For worker processes: Ctrl+C reaches the whole process group, and only the parent (its
+    :class:`Interrupts`) decides what it means."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Interrupts:
     """Ctrl+C and SIGTERM stop ``target`` cleanly; a second one aborts it (keeping what is flushed).
 

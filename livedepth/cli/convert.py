@@ -12,7 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from livedepth.cli.common import EXIT_USAGE, Interrupts, add_config_flags, add_setting_flags, say, settings_from
+from livedepth.cli.common import (
+    EXIT_USAGE,
+    Interrupts,
+    add_config_flags,
+    add_setting_flags,
+    ignore_interrupts,
+    say,
+    settings_from,
+)
 from livedepth.errors import LivedepthError
 
 DEFAULTS = {("render", "normalize"): "stable"}
@@ -113,9 +121,9 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
                        calibration=calibration)
     else:
         if workers is None and jobs:
-            workers, threads = batch.choose_jobs(settings, args.weights, available_cores())
+            workers, threads = batch.choose_jobs(settings, args.weights, available_cores(), ignore_interrupts)
             settings = replace(settings, model=replace(settings.model, threads=threads))
-        pool = batch.LocalPool(settings, args.weights, workers or 1, calibration)
+        pool = batch.LocalPool(settings, args.weights, workers or 1, calibration, ignore_interrupts)
     total = batch.total_frames(jobs)
     with tqdm(total=total, unit="frame", desc="convert", disable=not progress, dynamic_ncols=True) as bar:
         done = [len(skipped)]
