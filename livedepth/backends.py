@@ -68,6 +68,10 @@ AUTO_ROUNDS = 5
 #: A candidate earlier in ``FP32_PREFERENCE`` is kept unless another is more than this much
 #: faster (median): a few forwards on a busy machine cannot tell closer backends apart.
 AUTO_MARGIN = 0.10
+#: ``auto`` leaves out a candidate whose output differs from the reference model's by more than
+#: this relative RMS (the golden tests' bar): a runtime that computes in lower precision on this
+#: CPU (an fp16 default, a broken kernel) is fast but not faithful.
+AUTO_FAITHFUL_RMS = 1e-4
 #: The file in the livedepth cache that keeps ``auto``'s measured choices.
 AUTO_CACHE = "auto-backend"
 #: The Python package each backend needs, and the extra that installs it.
@@ -595,6 +599,26 @@ class AutoChoice:
     measured: bool  # False: the choice came from the cache (or there was nothing to choose from)
 
 
+def faithful(built: dict[str, Backend], model: ModelFactory, batch: np.ndarray) -> dict[str, Backend]:
+    """The backends of ``built`` whose output on ``batch`` is within ``AUTO_FAITHFUL_RMS`` of the
+    reference model's; the others are left out with a warning that gives their error."""
+    with torch.inference_mode():
+        reference = model().eval()(torch.from_numpy(batch))[0].float().numpy()
+    kept = {}
+    for name, backend in built.items():
+        try:
+            error = relative_rms(np.asarray(backend(batch)), reference)
+        except Exception as exc:  # noqa: BLE001 - a runtime that does not work here is no candidate
+            log.warning("auto: leaving %s out: %s: %s", name, type(exc).__name__, exc)
+            continue
+        if error > AUTO_FAITHFUL_RMS:
+            log.warning("auto: leaving %s out: its output differs from the reference model's by %.2g "
+                        "(relative RMS; at most %.0e is faithful)", name, error, AUTO_FAITHFUL_RMS)
+            continue
+        kept[name] = backend
+    return kept
+
+
 def choose_auto(
     model: ModelFactory,
     *,
@@ -607,10 +631,11 @@ def choose_auto(
 
     The first time a combination (:func:`auto_combination`) comes up, every candidate is built
     (the onnx and openvino ones on the same exported model, which the winner keeps), prepared
-    for ``input_hw`` and timed (:func:`time_forwards`); the winner (:func:`pick_fastest`) and
+    for ``input_hw``, checked against the reference model (:func:`faithful`) and timed
+    (:func:`time_forwards`); the winner (:func:`pick_fastest`) and
     the medians are logged and saved in ``auto-backend.json`` in the livedepth cache. Later
     starts read the choice back and build only the winner. A candidate that fails to build or
-    run is left out with a warning.
+    run, or whose output is not faithful, is left out with a warning.
     """
 
     def build(name: str) -> Backend:
@@ -637,9 +662,10 @@ def choose_auto(
             built[name] = backend
         except Exception as exc:  # noqa: BLE001 - a runtime that does not work here is no candidate
             log.warning("auto: leaving %s out: %s: %s", name, type(exc).__name__, exc)
+    batch = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+    built = faithful(built, model, batch)
     if not built:
         raise LivedepthError("no faithful fp32 backend works here (see the warnings above)")
-    batch = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
     times = time_forwards(dict(built), batch)
     medians = {name: round(float(np.median(ms)), 2) for name, ms in times.items()}
     winner = pick_fastest(medians, candidates)

@@ -19,16 +19,14 @@
 #      system's dist-packages and Debian's python3-numpy (the real python3-picamera2 is only in
 #      the Raspberry Pi apt repository), the same install must create the venv with system site
 #      packages and keep the system's numpy 1.x;
-#   4. (with --openvino) `pip install openvino` into the venv of 1, then OpenVINO's image and bench.
 # It prints the versions installed, the venv's size, the backend `auto` chose, every exit code,
 # the time of each phase and any traceback, and exits 1 if a step did not end as expected.
 #
 # TIMINGS UNDER EMULATION MEAN NOTHING: qemu runs aarch64 code many times slower than a Pi.
 #
-# Usage (as root): scripts/check_pi_emulated.sh [--rebuild-root] [--no-picamera2] [--openvino]
+# Usage (as root): scripts/check_pi_emulated.sh [--rebuild-root] [--no-picamera2]
 #   --rebuild-root   build the arm64 root again instead of reusing the cached one
 #   --no-picamera2   skip step 3
-#   --openvino       run step 4
 # Environment:
 #   LIVEDEPTH_PI_CACHE   folder for the cached root, the inputs and the logs
 #                        (default /var/tmp/livedepth-pi-emu; never inside the repository)
@@ -50,12 +48,11 @@ IN=/home/pi/inputs                                   # inputs, inside the root
 ROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 PI_PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games
 
-rebuild=0 picam=1 openvino=0
+rebuild=0 picam=1
 for arg in "$@"; do
     case "$arg" in
         --rebuild-root) rebuild=1 ;;
         --no-picamera2) picam=0 ;;
-        --openvino) openvino=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "check_pi_emulated: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
@@ -420,7 +417,7 @@ with av.open(sys.argv[1]) as c:
 
     # not int8: its calibration runs the model on many frames, over half an hour under qemu
     step bench 0 3600 "${AS_PI[@]}" "$V/bin/livedepth" bench --threads 1 --reps 1 --warmup 0 --no-startup \
-        --size 128 --backends torch,onnx --weights "$W"
+        --size 128 --backends torch,onnx,openvino --weights "$W"
 fi
 USB_SIZE="$(du -sh "$R$V" 2>/dev/null | cut -f1 || true)"
 
@@ -454,15 +451,6 @@ assert numpy.__file__.startswith("/usr/lib/python3/dist-packages/"), "the venv h
     rm -rf "$STUB_DIR"
 fi
 
-# ---------------------------------------------------------------- 4: OpenVINO on aarch64
-if [ "$openvino" = 1 ] && [ -x "$R$V/bin/python" ]; then
-    phase "4. openvino in the Pi venv"
-    step openvino-pip 0 3600 "${AS_PI[@]}" "$V/bin/python" -m pip install 'openvino>=2024.0'
-    step openvino-image 0 1800 "${AS_PI[@]}" "$V/bin/livedepth" image "$IN/photo.png" "$OUT/depth-ov.png" \
-        --config rpi --backend openvino --weights "$W"
-    step openvino-bench 0 3600 "${AS_PI[@]}" "$V/bin/livedepth" bench --threads 1 --reps 1 --warmup 0 --no-startup \
-        --size 128 --backends openvino --weights "$W"
-fi
 phase ""
 
 # ---------------------------------------------------------------- summary
@@ -482,6 +470,8 @@ summary() {
     fi
     backend="$(grep -hoE 'backend: .* \(auto\)' "$LOGS"/usb-install-run.sh.log "$LOGS"/image.log "$LOGS"/serve.log 2>/dev/null | sort | uniq -c | sed 's/^ *//' || true)"
     echo "-- backend chosen by auto: ${backend:-not found in the logs}"
+    left="$(grep -hoE 'auto: leaving .*' "$LOGS"/*.log 2>/dev/null | sort -u || true)"
+    [ -z "$left" ] || { echo "-- left out by auto:"; sed 's/^/   /' <<<"$left"; }
     echo "-- exit codes:"
     failed=0
     for s in "${STEPS[@]}"; do

@@ -100,6 +100,25 @@ def test_a_backend_that_fails_here_is_left_out(weights_pt, two_backends, timings
     assert "auto: leaving openvino out: RuntimeError: no kernels for this CPU" in caplog.text
 
 
+def test_a_fast_backend_that_is_not_faithful_here_is_left_out(
+    weights_pt, two_backends, timings, monkeypatch, caplog
+):
+    """OpenVINO made the faster one, but computing in half precision (as an fp16 default on an
+    ARM CPU would): ``auto`` must not trade the reference model's output for speed."""
+    slow_down(monkeypatch, backends.OnnxBackend)
+    real = backends.OpenVinoBackend.__call__
+
+    def half_precision(self, batch):
+        return real(self, batch.astype(np.float16).astype(np.float32)).astype(np.float16).astype(np.float32)
+
+    monkeypatch.setattr(backends.OpenVinoBackend, "__call__", half_precision)
+    with caplog.at_level(logging.WARNING, logger="livedepth"):
+        est = DepthEstimator(weights=weights_pt, size=64, threads=1)
+    assert est.backend_name == "onnx" and timings == [["onnx"]]
+    assert "auto: leaving openvino out: its output differs from the reference model's by" in caplog.text
+    assert "auto: leaving onnx out" not in caplog.text
+
+
 def test_the_environment_and_a_named_backend_override_auto(weights_pt, two_backends, timings, monkeypatch, caplog):
     monkeypatch.setenv(backends.ENV_BACKEND, "openvino")
     with caplog.at_level(logging.INFO, logger="livedepth"):
