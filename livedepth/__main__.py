@@ -2,4 +2,5 @@
 
 from livedepth.cli import entry
 
-entry()
+if __name__ == "__main__":  # not when a spawned worker process imports this module
+    entry()

@@ -21,7 +21,6 @@ fastest in ``auto-backend.json`` in the livedepth cache and reuses it afterwards
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import functools
 import hashlib
@@ -32,7 +31,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -241,48 +239,21 @@ def graph_version() -> str:
     return digest.hexdigest()[:12]
 
 
-#: Set (per thread) by work that must not compete with a live stream, such as a photo upload:
-#: a model it needs is then exported in a child process, which cannot hold this one's GIL.
-BACKGROUND = contextvars.ContextVar("livedepth_background", default=False)
-
-
-def export_in_child(weights_path: Path, weights_sha256: str, path: Path, height: int, width: int) -> None:
-    """:func:`export_onnx` in a child process (it inherits this thread's CPU priority)."""
-    code = ("import sys; from pathlib import Path; from livedepth.backends import export_onnx; "
-            "from livedepth.model import build_model; from livedepth.weights import load_state_dict_into; "
-            "m = build_model(); load_state_dict_into(m, Path(sys.argv[1]), sys.argv[2]); "
-            "export_onnx(m, Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))")
-    proc = subprocess.run([sys.executable, "-c", code, str(weights_path), weights_sha256, str(path), str(height),
-                           str(width)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        reason = lines[-1] if lines else f"exit code {proc.returncode}"
-        raise LivedepthError(f"exporting the model for {height}x{width} failed: {reason}")
-    log.info("exported %s (in a child process)", path)
-
-
 class _PerSize:
     """Shared plumbing: one exported (cached) fp32 ONNX model per input size."""
 
-    def __init__(self, model: ModelFactory, weights_sha256: str, folder: Path, threads: int | None,
-                 weights_path: Path | None = None) -> None:
+    def __init__(self, model: ModelFactory, weights_sha256: str, folder: Path, threads: int | None) -> None:
         self.model = model
         self.folder = folder
         self.threads = threads
-        self.weights = (weights_path, weights_sha256)
         self.stem = f"midas_v21_small_256-{weights_sha256}-g{graph_version()}"
         self._runners: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
 
     def onnx_path(self, height: int, width: int) -> Path:
-        """The cached fp32 ONNX file for this input size (exported on first use; out of process
-        for :data:`BACKGROUND` work)."""
+        """The cached fp32 ONNX file for this input size (exported on first use)."""
         path = self.folder / f"{self.stem}-{height}x{width}.onnx"
         if not path.is_file():
-            weights_path, sha = self.weights
-            if BACKGROUND.get() and weights_path is not None:
-                export_in_child(weights_path, sha, path, height, width)
-            else:
-                export_onnx(self.model(), path, height, width)
+            export_onnx(self.model(), path, height, width)
         return path
 
     def has_exports(self) -> bool:
@@ -390,9 +361,8 @@ class Int8Backend(_PerSize):
         folder: Path,
         threads: int | None,
         calibration: CalibrationInputs,
-        weights_path: Path | None = None,
     ) -> None:
-        super().__init__(model, weights_sha256, folder, threads, weights_path)
+        super().__init__(model, weights_sha256, folder, threads)
         self.calibration = calibration
         self.check_error: float | None = None
         self.runtime = "openvino" if is_available("openvino") else "onnxruntime"
@@ -478,13 +448,13 @@ def create_backend(
         return TorchBackend(model(), threads)
     folder = artifact_dir(weights_path)
     if name == "onnx":
-        return OnnxBackend(model, weights_sha256, folder, threads, weights_path)
+        return OnnxBackend(model, weights_sha256, folder, threads)
     if name == "openvino":
-        return OpenVinoBackend(model, weights_sha256, folder, threads, weights_path)
+        return OpenVinoBackend(model, weights_sha256, folder, threads)
     if name == "int8":
         if calibration is None:
             raise LivedepthError("the int8 backend needs calibration frames")
-        return Int8Backend(model, weights_sha256, folder, threads, calibration, weights_path)
+        return Int8Backend(model, weights_sha256, folder, threads, calibration)
     raise LivedepthError(f"unknown backend {name!r}")
 
 

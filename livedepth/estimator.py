@@ -138,6 +138,7 @@ class DepthEstimator:
             raise ValueError(f"size must be a multiple of 32, got {size}")
         self.size = size
         self.keep_aspect = keep_aspect
+        self.threads = threads
         self.device = pick_device(device)
         spec = weights_mod.weights_spec(weights, weights_config)
         resolved = weights_mod.resolve(spec)
@@ -168,6 +169,14 @@ class DepthEstimator:
             self._load_model()  # now, so that bad weights fail here and not on the first frame
         if not keep_aspect:
             self._prepare((size, size))
+
+    def same_settings(self) -> dict:
+        """Keyword arguments (picklable) that build this estimator again, in another process:
+        the same weights, checked by their hash, and the backend already chosen (no new
+        measurement)."""
+        return {"weights": str(self.weights_path), "weights_config": {"sha256": self.weights_sha256},
+                "size": self.size, "keep_aspect": self.keep_aspect, "threads": self.threads,
+                "device": self.device.type, "backend": self.backend_name, "calibration": self._calibration}
 
     @property
     def model(self):

@@ -19,8 +19,6 @@ import math
 import os
 import select
 import socket
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,13 +30,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 import cv2
 import numpy as np
 
-from livedepth import backends
 from livedepth.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.errors import LivedepthError
 from livedepth.frames import Rendered
 from livedepth.settings import WebSettings
 from livedepth.sinks import Sink
 from livedepth.stages import Latest
+from livedepth.uploads import HTTPError, UploadLimits, UploadWorker
 
 log = logging.getLogger(__name__)
 
@@ -146,82 +144,7 @@ class FrameHub:
             return self._jpeg
 
 
-def lower_thread_priority(niceness: int = 19) -> None:
-    """Lower the calling thread's CPU priority (Linux; threads it starts inherit it), so a photo
-    upload's forward, and the model it may build, take only the CPU the live stream leaves."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-        except OSError:
-            pass
-
-
 # --- uploads ---------------------------------------------------------------------------------
-
-
-class HTTPError(Exception):
-    """A request we refuse, with its status code and a one-line reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, WebP or BMP header, without decoding; None if unknown."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data[:2] == b"\xff\xd8":
-            i = 2
-            while i + 9 <= len(data):
-                if data[i] != 0xFF:
-                    return None
-                marker = data[i + 1]
-                if marker == 0xFF:
-                    i += 1
-                elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
-                    i += 2
-                elif marker in _JPEG_SOF:
-                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                    return w, h
-                else:
-                    i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
-            return None
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            chunk = data[12:16]
-            if chunk == b"VP8 ":
-                w, h = struct.unpack("<HH", data[26:30])
-                return w & 0x3FFF, h & 0x3FFF
-            if chunk == b"VP8L":
-                bits = struct.unpack("<I", data[21:25])[0]
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8X":
-                return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-            return None
-        if data[:2] == b"BM":
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
-    except struct.error:
-        return None
-    return None
-
-
-def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
-    """Check the header's pixel count before decoding, then decode for real (BGR uint8)."""
-    size = image_size(data)
-    if size is None:
-        raise HTTPError(415, "not a PNG, JPEG, WebP or BMP image")
-    w, h = size
-    if w * h > max_pixels:
-        raise HTTPError(413, f"image too large: {w}x{h} is over {max_pixels} pixels")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.shape[1] != w or image.shape[0] != h:
-        raise HTTPError(400, "cannot decode the image (corrupt or truncated)")
-    return image
 
 
 def _multipart_file(body: bytes, content_type: str) -> bytes:
@@ -312,7 +235,9 @@ class WebServer:
         self.stats = stats
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
-        self._upload_slot = threading.Lock()
+        # photo uploads: decoded, run and encoded in a background-priority worker process
+        self.uploads = None if estimator is None else UploadWorker(
+            estimator.same_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side))
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -352,6 +277,8 @@ class WebServer:
     def close(self) -> None:
         """Stop serving, end the streams and connections, join their threads, free the port."""
         self.hub.frames.close()
+        if self.uploads is not None:
+            self.uploads.close()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join()
@@ -398,29 +325,14 @@ class WebServer:
         return self.settings()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
-        if self.estimator is None:
+        if self.uploads is None:
             raise HTTPError(503, "no model loaded")
         try:
-            colorizer = Colorizer(colormap=colormap, layout=layout, normalize="frame")
+            check_layout(layout)
+            check_colormap(colormap)
         except LivedepthError as exc:
             raise HTTPError(400, str(exc)) from None
-        image = decode_upload(data, self.options.max_upload_pixels)
-        h, w = image.shape[:2]
-        limit = self.options.upload_max_side
-        if max(h, w) > limit:
-            scale = limit / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        lower_thread_priority()  # the live stream comes first
-        backends.BACKGROUND.set(True)  # a model this photo's shape needs is exported out of process
-        with self._upload_slot:  # one upload at a time: the others queue, the live stream keeps its CPU
-            if self.hub.frames.closed:  # closing: queued uploads must not hold the shutdown up
-                raise HTTPError(503, "the server is shutting down")
-            depth = self.estimator.predict(image)
-        ok, buf = cv2.imencode(".png", colorizer.render(depth, image))
-        if not ok:
-            raise RuntimeError("PNG encoding failed")
-        return buf.tobytes()
+        return self.uploads.depth_png(data, layout, colormap)
 
     def stream_slot(self) -> bool:
         if not self._slots.acquire(blocking=False):

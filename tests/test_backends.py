@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from cli_helpers import assert_one_line_error, run_cli
 from golden import TEST_IMAGE, load_fixture, rel_error
+
 from livedepth import backends
 from livedepth.errors import LivedepthError
 from livedepth.estimator import DepthEstimator, synthetic_frames
@@ -187,23 +187,3 @@ def test_convert_int8_calibrates_on_its_input_and_reuses_the_calibrated_model(pr
         assert "check: relative RMS error" in stderr and "on 8 calibration frames" in stderr
     assert "quantized" in runs[0] and "quantized" not in runs[1], "the second run reuses the calibrated model"
     assert len(list(private_weights.parent.glob("*-int8-*.onnx"))) == 1
-
-
-def test_background_work_exports_a_new_shape_in_a_child_process(private_weights, caplog) -> None:
-    _require("onnx")
-    import threading
-
-    est = DepthEstimator(weights=private_weights, size=64, keep_aspect=True, backend="onnx")
-    results = {}
-
-    def upload() -> None:  # what the web server's upload thread does
-        backends.BACKGROUND.set(True)
-        results["depth"] = est.predict(synthetic_frames(1, 96, 128)[0])
-
-    with caplog.at_level(logging.INFO, logger="livedepth"):
-        worker = threading.Thread(target=upload)
-        worker.start()
-        worker.join(300)
-    assert "(in a child process)" in caplog.text
-    assert not backends.BACKGROUND.get(), "the flag belongs to the thread that set it"
-    np.testing.assert_array_equal(results["depth"], est.predict(synthetic_frames(1, 96, 128)[0]))

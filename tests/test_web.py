@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import struct
 import threading
@@ -22,7 +24,8 @@ from livedepth.errors import LivedepthError
 from livedepth.estimator import DepthEstimator
 from livedepth.pipeline import LivePipeline
 from livedepth.sources import Source
-from livedepth.web import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, image_size, parse_address
+from livedepth.uploads import image_size
+from livedepth.web import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
 
 FIXTURE_PNG = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
 
@@ -88,7 +91,7 @@ def running_pipeline(
 
 
 def get(port: int, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
@@ -282,6 +285,62 @@ def test_photo_only_server_has_no_stream(photo_server) -> None:
     assert get(photo_server.port, "/stream.mjpg")[0] == 404
     assert get(photo_server.port, "/snapshot.jpg")[0] == 404
     assert json.loads(get(photo_server.port, "/settings")[2])["live"] is False
+
+
+def upload_png(port: int, data: bytes, query: str = "") -> tuple[int, bytes]:
+    status, _, body = get(port, f"/depth{query}", method="POST", body=data, headers={"Content-Type": "image/png"})
+    return status, body
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_uploads_run_in_a_background_process_with_the_live_estimator(photo_server, estimator) -> None:
+    """The worker process builds the same model (the result matches this process's estimator),
+    runs at SCHED_IDLE, and leaves the terminal's process group (Ctrl+C is the server's)."""
+    status, body = upload_png(photo_server.port, FIXTURE_PNG.read_bytes(), "?layout=depth&colormap=gray")
+    assert status == 200
+    pid = photo_server.uploads.pid
+    assert pid is not None and pid != os.getpid()
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    assert os.getsid(pid) != os.getsid(0)
+    photo = cv2.imread(str(FIXTURE_PNG))
+    expected = Colorizer(colormap="gray", layout="depth", normalize="frame").render(estimator.predict(photo), photo)
+    got = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected).max() <= 1, "the same depth as the server's own estimator"
+
+
+def test_a_dead_upload_worker_is_started_again(photo_server) -> None:
+    data = FIXTURE_PNG.read_bytes()
+    assert upload_png(photo_server.port, data)[0] == 200
+    first = photo_server.uploads.pid
+    os.kill(first, signal.SIGKILL)
+    status, _ = upload_png(photo_server.port, data)
+    assert status in (200, 500)  # the upload that finds the worker dead may fail with a one-line 500
+    assert upload_png(photo_server.port, data)[0] == 200
+    assert photo_server.uploads.pid not in (None, first)
+
+
+def test_closing_the_server_ends_an_upload_in_progress(estimator) -> None:
+    server = WebServer(WebOptions(port=0), estimator=estimator).start()
+    big = cv2.imencode(".png", cv2.resize(cv2.imread(str(FIXTURE_PNG)), (1920, 1440)))[1].tobytes()
+    results: list = []
+
+    def send() -> None:
+        try:
+            results.append(upload_png(server.port, big)[0])
+        except (ConnectionError, http.client.HTTPException) as exc:
+            results.append(type(exc).__name__)
+
+    client = threading.Thread(target=send)
+    client.start()
+    while (pid := server.uploads.pid) is None and client.is_alive():
+        time.sleep(0.01)
+    server.close()
+    client.join(60)
+    assert not client.is_alive()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped
+    assert results and results[0] != 200, "the upload was cut short, not finished"
 
 
 def test_image_size_reads_headers_without_decoding() -> None:
