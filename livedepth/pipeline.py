@@ -124,7 +124,7 @@ class LivePipeline:
     web page and the window's keys do). ``max_frames`` ends the run after that many processed
     frames; ``max_fps`` caps the processing rate (``None`` or 0: as fast as the model goes).
     ``temporal`` (a :class:`~livedepth.temporal.TemporalFilter`) filters the depth of each
-    processed frame, on the inference thread. ``stop()`` ends the run from any thread;
+    processed frame, in the output stage (so it overlaps the next forward). ``stop()`` ends the run from any thread;
     ``abort()`` also drops the frame in flight.
     """
 
@@ -229,7 +229,7 @@ class LivePipeline:
             self._aborted += 1
             raise
         self.stats.add_inference((time.perf_counter() - t0) * 1000.0)
-        return depth if self.temporal is None else self.temporal.update(depth, frame.image)
+        return depth
 
     def _output_loop(self, capture: Capture) -> None:
         intervals = [s.poll_interval for s in self.sinks if s.poll_interval is not None]
@@ -246,6 +246,8 @@ class LivePipeline:
                 sink.poll()
 
     def _show(self, frame: Frame, depth: np.ndarray) -> None:
+        if self.temporal is not None:  # here, not after the forward: it overlaps the next forward
+            depth = self.temporal.update(depth, frame.image)
         rendered = Rendered(frame, depth, self.colorizer.render(depth, frame.image))
         for sink in self.sinks:
             sink.write(rendered)

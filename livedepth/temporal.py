@@ -54,6 +54,7 @@ class TemporalFilter:
     agree: float = 2.0  # |residual| up to this many robust residual scales: full weight
     disagree: float = 4.0  # from this many on: the current depth alone
     noise_rise: float = 1.25  # the residual scale may grow at most this much a frame
+    steady: tuple[float, float] = (0.01, 0.02)  # residual scale / depth range: no filtering, full weight
     photometric: tuple[float, float] = (8.0, 24.0)  # grey-level error of the warped previous frame: full weight, none
     flow_size: int = 160  # long side of the frames the optical flow runs on
     work_size: int = 160  # long side of the kept history and of the correction
@@ -119,12 +120,16 @@ class TemporalFilter:
         if self._noise is not None:  # a missed cut or a flow failure is not noise: it may rise only slowly
             scale = min(scale, self.noise_rise * abs(a) * self._noise)
         self._noise = scale
+        history = self.history * self._wobbling(scale, small[::step, ::step])
+        if history == 0.0:  # steady depth: the residual is the flow's own error, nothing to filter
+            self._history = small.copy()
+            return d.copy()
         resid = cv2.addWeighted(warped, a, small, -1.0, c)  # NaN outside the previous view
         # weight = history * clip((disagree * s - |r|) / ((disagree - agree) * s), 0, 1)
-        gain = self.history / ((self.disagree - self.agree) * scale)
+        gain = history / ((self.disagree - self.agree) * scale)
         weight = np.abs(resid)
         weight = cv2.addWeighted(weight, -gain, weight, 0.0, gain * self.disagree * scale)
-        correction = np.clip(weight, 0.0, self.history, out=weight)
+        correction = np.clip(weight, 0.0, history, out=weight)
         correction *= trust
         correction *= resid
         correction[np.isnan(correction)] = 0.0  # outside the view, or non-finite depth: no history
@@ -134,6 +139,17 @@ class TemporalFilter:
         out = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
         out += d
         return out
+
+    def _wobbling(self, scale: float, depth: np.ndarray) -> float:
+        """0 to 1: how far the residual scale, as a share of ``depth``'s P2-P98 range, is from ``steady[0]`` (up to it, the residual is what the flow gets wrong
+        on steady depth: filtering would only add that error) to ``steady[1]`` (wobble)."""
+        values = depth[np.isfinite(depth)]
+        if values.size < 16:
+            return 0.0
+        lo, hi = np.percentile(values, (2, 98))
+        level = scale / max(float(hi - lo), 1e-20)
+        low, high = self.steady
+        return float(np.clip((level - low) / (high - low), 0.0, 1.0))
 
     def _flow(self, gray: np.ndarray, prev_gray: np.ndarray) -> np.ndarray:
         """Flow from this frame back to the previous one: ``gray(p) ~ prev_gray(p + flow(p))``."""
