@@ -49,7 +49,7 @@ class Collect(Sink):
         self.frames.append(rendered)
 
 
-def test_live_pipeline_filters_on_the_inference_thread(tmp_path, weights_pt):
+def test_live_pipeline_filters_in_the_output_stage(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "clip.mp4", 10, 25.0)
     estimator = DepthEstimator(weights=weights_pt, size=64, threads=1)
     depths = {}
