@@ -102,8 +102,8 @@ class RenderSettings:
                                                 check=_value_range, metavar="LO,HI")
     invert: bool = setting(False, "--invert", "far is bright")
     alpha: float = setting(0.5, "--alpha", "overlay opacity of the depth", check=between(0, 1), metavar="A")
-    temporal: str = setting("off", "--temporal", "on: filter video depth over time (flow-guided, causal; "
-                            "never for photos)", choices=("on", "off"))
+    temporal: str = setting("on", "--temporal", "filter video depth over time where it wobbles (flow-guided, "
+                            "causal; never for photos); off: the model's own output", choices=("on", "off"))
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ def test_output_is_depth_not_the_input(ntsc):
 
 
 def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
+    from livedepth.convert import make_temporal
     from livedepth.estimator import build_estimator
     from livedepth.settings import load_settings
 
@@ -71,9 +72,12 @@ def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
         assert c.metadata["LIVEDEPTH_DEPTH_STEP"] == str(scale.step)
         stored = [f.to_ndarray() for f in c.decode(video=0)]
     assert len(stored) == 14 and stored[0].dtype == np.uint16
-    estimator = build_estimator(load_settings("convert"), weights_pt)  # as the convert command builds it
+    settings = load_settings("convert")
+    estimator = build_estimator(settings, weights_pt)  # as the convert command builds it
+    temporal = make_temporal(settings)  # on by default for video: the raw export is the filtered depth
+    assert temporal is not None
     for frame, values in zip(read_frames(src), stored, strict=True):
-        expected = estimator.predict(frame.image)
+        expected = temporal.update(estimator.predict(frame.image), frame.image)
         assert values.shape == expected.shape
         assert np.abs(scale.decode(values) - expected).max() <= scale.step
     assert 0 < stored[0].min() and stored[0].max() < 65535  # headroom on both sides
