@@ -415,9 +415,10 @@ with av.open(sys.argv[1]) as c:
     STEPS+=(serve)
     echo "   serve exit $rc (SIGTERM: 143 or 0 expected); log $LOGS/serve.log"
 
-    # not int8: its calibration runs the model on many frames, over half an hour under qemu
+    # not int8: its calibration runs the model on many frames, over half an hour under qemu; small
+    # GEMMs for the peak: four 2048^3 ones did not end within the hour under qemu
     step bench 0 3600 "${AS_PI[@]}" "$V/bin/livedepth" bench --threads 1 --reps 1 --warmup 0 --no-startup \
-        --size 128 --backends torch,onnx,openvino --weights "$W"
+        --size 128 --gemm-size 256 --backends torch,onnx,openvino --weights "$W"
 fi
 USB_SIZE="$(du -sh "$R$V" 2>/dev/null | cut -f1 || true)"
 

@@ -62,9 +62,10 @@ def test_cli_bench_json_with_startup(weights_pt, tmp_path) -> None:
     name = "onnx" if backends.is_available("onnx") else "torch"
     out = tmp_path / "bench.json"
     proc = run_cli("bench", "--weights", str(weights_pt), "--threads", "1", "--size", "64", "--backends", name,
-                   "--warmup", "0", "--reps", "2", "--json", str(out))
+                   "--warmup", "0", "--reps", "2", "--gemm-size", "512", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
+    assert report["sgemm_n"] == 512 and "fp32 peak, the fastest 512^3 GEMM" in proc.stdout
     assert [r["backend"] for r in report["results"]] == ["reference", name]
     for row in report["results"]:
         _check_row(row)

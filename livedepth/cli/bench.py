@@ -20,6 +20,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-startup", action="store_true", help="skip the start-up (process to first frame) runs")
     p.add_argument("--end-to-end", type=int, default=0, metavar="FRAMES",
                    help="also run the seeds' sequential loop against the live pipeline on FRAMES frames")
+    p.add_argument("--gemm-size", type=int, default=2048, metavar="N",
+                   help="side of the fp32 GEMMs that give the peak (default 2048; smaller understates it)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
     add_config_flags(p, preset=None)
     p.set_defaults(run=run)
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.warmup < 0 or args.reps < 1:
         raise LivedepthError("--warmup must be >= 0 and --reps >= 1")
+    if args.gemm_size < 64:
+        raise LivedepthError(f"--gemm-size must be at least 64, got {args.gemm_size}")
     weights_config = {k: v for k, v in vars(settings_from(args).weights).items() if v is not None}
     threads = _int_list(args.threads, "--threads")
     report = bench.run_bench(
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         reps=args.reps,
         startup=not args.no_startup,
         weights_config=weights_config,
+        gemm_n=args.gemm_size,
     )
     if args.end_to_end:
         report["end_to_end"] = bench.end_to_end(args.weights, "auto", max(threads), args.end_to_end, weights_config)
