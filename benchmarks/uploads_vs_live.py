@@ -4,8 +4,9 @@
 
 A live run (``build_live_run`` with ``--serve`` on 127.0.0.1, keep-aspect input so every new
 photo shape needs a model of its own) processes a 640x480 file on demand, as fast as the model
-goes, for S seconds. In the "uploads" rounds five threads POST photos of five different shapes
-to ``/depth`` at once, one second into the run. Every round starts from a cold export cache (a
+goes, for S seconds. In every round a viewer loads the page at the start (which readies the
+upload worker process); in the "uploads" rounds five threads POST photos of five different
+shapes to ``/depth`` at once, one second into the run. Every round starts from a cold export cache (a
 fresh copy of the weights), so each upload really builds its model. Rounds alternate; the
 ratio of processed FPS (uploads / none) is printed as JSON.
 """
@@ -49,6 +50,10 @@ def one_run(weights: Path, clip: Path, config: str | None, seconds: float, uploa
              ("model", "keep_aspect"): True, ("live", "max_fps"): "0"}
     settings = load_settings(config, flags)
     run = build_live_run(settings, weights=weights)
+    page = http.client.HTTPConnection("127.0.0.1", run.server.port, timeout=60)
+    page.request("GET", "/")  # someone opens the page (it readies the upload worker), in every round
+    page.getresponse().read()
+    page.close()
     results: list = []
     threads = [threading.Thread(target=upload, args=(run.server.port, shape, results)) for shape in SHAPES]
     if uploads:

@@ -165,10 +165,11 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: MidasSmall, threads: int | None = None) -> None:
+    def __init__(self, model: MidasSmall, threads: int | None = None, eager: bool = False) -> None:
         from livedepth.model import fold_batchnorm
 
         self.threads = threads
+        self.eager = eager  # run the module as it is: nothing built per input size
         fast = fold_batchnorm(copy.deepcopy(model)).eval()
         fast.scratch.refinenet4.resConfUnit1 = None  # never run by the forward; drop its weights
         self.model = fast.to(memory_format=torch.channels_last)
@@ -179,7 +180,7 @@ class TorchBackend:
         return False
 
     def prepare(self, height: int, width: int) -> None:
-        if (height, width) in self._graphs:
+        if self.eager or (height, width) in self._graphs:
             return
         example = torch.zeros(1, 3, height, width, device=self.device).contiguous(memory_format=torch.channels_last)
         with warnings.catch_warnings(), torch.inference_mode():
@@ -194,7 +195,8 @@ class TorchBackend:
         self.prepare(height, width)
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            return self._graphs[height, width](x)[0].float().cpu().numpy()
+            forward = self.model if self.eager else self._graphs[height, width]
+            return forward(x)[0].float().cpu().numpy()
 
 
 def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
@@ -442,10 +444,12 @@ def create_backend(
     weights_path: Path,
     threads: int | None = None,
     calibration: CalibrationInputs | None = None,
+    eager: bool = False,
 ) -> Backend:
-    """The backend ``name`` (already resolved, not ``auto``) for the model ``model()`` builds."""
+    """The backend ``name`` (already resolved, not ``auto``) for the model ``model()`` builds;
+    ``eager``: torch without a traced graph per input size."""
     if name == "torch":
-        return TorchBackend(model(), threads)
+        return TorchBackend(model(), threads, eager)
     folder = artifact_dir(weights_path)
     if name == "onnx":
         return OnnxBackend(model, weights_sha256, folder, threads)

@@ -114,7 +114,8 @@ class DepthEstimator:
     first start with these settings on this machine and cached: ``backends.choose_auto``;
     ``$LIVEDEPTH_BACKEND`` replaces it), ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"int8"``
     (opt-in, quantized; calibrated on ``calibration`` BGR frames, synthetic frames by
-    default). See ``livedepth.backends``.
+    default). See ``livedepth.backends``. ``eager=True`` (torch only) builds nothing per input
+    shape: slower per frame, but a one-off shape (a photo) costs one forward, not an export.
     ``device`` ``auto`` takes CUDA or Apple MPS through torch when present, else the CPU.
 
     Threads may call ``predict`` at once: forwards of one input shape run one at a time, and
@@ -133,6 +134,7 @@ class DepthEstimator:
         weights_config: Mapping[str, object] | None = None,
         backend: str = "auto",
         calibration: Sequence[np.ndarray] | None = None,
+        eager: bool = False,
     ) -> None:
         if size % 32:
             raise ValueError(f"size must be a multiple of 32, got {size}")
@@ -161,7 +163,7 @@ class DepthEstimator:
         else:
             name = name if self.device.type == "cpu" else "torch"
             self.backend = backends.create_backend(name, lambda: self.model, calibration=self._calibration_inputs,
-                                                   **common)
+                                                   eager=eager, **common)
         self.backend_name = name
         how = " (auto)" if requested == "auto" else f" ({origin})" if origin else ""
         log.info("backend: %s%s on %s, %s threads", name, how, self.device, threads or "all")

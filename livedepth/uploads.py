@@ -3,10 +3,11 @@
 A live stream and an upload in one process share the GIL. An upload thread at a low CPU
 priority that holds the GIL when the scheduler sets it aside stalls the live stream until it
 runs again (priority inversion); at a normal priority it takes half the CPU. So uploads run in
-:class:`UploadWorker`'s child process, started at the first upload, which builds an estimator
-like the live one (same weights, size and backend) and runs under Linux's ``SCHED_IDLE``
-policy: on CPU the live stream leaves, preempted as soon as the live stream's threads wake.
-One upload runs at a time; the others wait their turn.
+:class:`UploadWorker`'s child process, started when the page is loaded or at the first upload.
+It builds an estimator with the live one's weights and size, on eager torch (a photo's new
+shape then costs one forward, where an exported backend would export and compile a model for
+it), and runs under Linux's ``SCHED_IDLE`` policy: on CPU the live stream leaves, preempted as
+soon as the live stream's threads wake. One upload runs at a time; the others wait their turn.
 """
 
 from __future__ import annotations
@@ -138,14 +139,17 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
     """The worker process: answer ``(data, layout, colormap)`` requests until the pipe closes.
 
     Replies are ``("png", bytes)``, ``("http", status, message)`` for a refused upload, or
-    ``("error", message)``. The estimator is built at the first request, at background priority.
+    ``("error", message)``. The estimator is built first, at background priority.
     """
     if hasattr(os, "setsid"):
         os.setsid()  # Ctrl+C in the terminal is for the server: it ends this process by closing the pipe
     background_priority()  # before any thread starts: the runtime's pools inherit it
-    from livedepth.estimator import DepthEstimator
+    try:
+        from livedepth.estimator import DepthEstimator
 
-    estimator = None
+        estimator, failure = DepthEstimator(**estimator_settings), None
+    except Exception as exc:  # noqa: BLE001 - every request gets the reason
+        estimator, failure = None, f"{type(exc).__name__}: {exc}"
     while True:
         try:
             request = conn.recv()
@@ -153,7 +157,7 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
             return
         try:
             if estimator is None:
-                estimator = DepthEstimator(**estimator_settings)
+                raise RuntimeError(failure)
             conn.send(("png", depth_png(estimator, *request, limits)))
         except HTTPError as exc:
             conn.send(("http", exc.status, str(exc)))
@@ -165,11 +169,14 @@ class UploadWorker:
     """Runs photo uploads in a child process (see the module's docstring). Thread-safe.
 
     ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``same_settings()``).
-    The process starts at the first upload and is started again if it dies.
+    The process starts at :meth:`warm` (the web page calls it when it is loaded, so the first
+    photo finds the model ready) or at the first upload, and is started again if it dies.
     """
 
     def __init__(self, estimator_settings: Mapping, limits: UploadLimits) -> None:
-        self.estimator_settings = dict(estimator_settings)
+        # eager torch: every photo may have a shape of its own, and building a model per shape
+        # (an ONNX export, a compile) costs many forwards; the reference model needs none
+        self.estimator_settings = {**estimator_settings, "backend": "torch", "eager": True, "calibration": None}
         self.limits = limits
         self._turn = threading.Lock()  # one upload at a time
         self._state = threading.Lock()  # guards the process, the pipe and the closed flag
@@ -182,6 +189,11 @@ class UploadWorker:
         """The worker process's id while it runs."""
         process = self._process
         return process.pid if process is not None and process.is_alive() else None
+
+    def warm(self) -> None:
+        """Start the worker process, if it is not running, without waiting for it."""
+        with suppress(HTTPError):  # closed: nothing to start
+            self._connection()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
         """The colorized depth PNG of an uploaded photo; HTTPError if it is refused."""

@@ -450,6 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes --------------------------------------------------------------------------------
 
     def _page(self, app: WebServer, query: dict) -> None:
+        if app.uploads is not None:
+            app.uploads.warm()  # a photo may follow: have its model ready
         self._send(200, app._page, "text/html; charset=utf-8")
 
     def _stats(self, app: WebServer, query: dict) -> None:

@@ -320,6 +320,17 @@ def test_a_dead_upload_worker_is_started_again(photo_server) -> None:
     assert photo_server.uploads.pid not in (None, first)
 
 
+def test_loading_the_page_readies_the_upload_worker(estimator) -> None:
+    server = WebServer(WebOptions(port=0), estimator=estimator).start()
+    try:
+        assert server.uploads.pid is None, "nothing started before anyone came"
+        assert get(server.port, "/")[0] == 200
+        assert server.uploads.pid is not None
+        assert upload_png(server.port, FIXTURE_PNG.read_bytes())[0] == 200
+    finally:
+        server.close()
+
+
 def test_closing_the_server_ends_an_upload_in_progress(estimator) -> None:
     server = WebServer(WebOptions(port=0), estimator=estimator).start()
     big = cv2.imencode(".png", cv2.resize(cv2.imread(str(FIXTURE_PNG)), (1920, 1440)))[1].tobytes()
