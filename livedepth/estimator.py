@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from livedepth import backends
-from livedepth.backends import available_cores
 from livedepth import weights as weights_mod
+from livedepth.backends import available_cores
 from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
