@@ -172,13 +172,13 @@ class DepthEstimator:
         if not keep_aspect:
             self._prepare((size, size))
 
-    def same_settings(self) -> dict:
-        """Keyword arguments (picklable) that build this estimator again, in another process:
-        the same weights, checked by their hash, and the backend already chosen (no new
-        measurement)."""
+    def model_settings(self) -> dict:
+        """Keyword arguments (picklable) for an estimator of the same model in another process:
+        the same weights (checked by their hash), size, keep-aspect sizing, threads and device;
+        the caller picks the backend."""
         return {"weights": str(self.weights_path), "weights_config": {"sha256": self.weights_sha256},
                 "size": self.size, "keep_aspect": self.keep_aspect, "threads": self.threads,
-                "device": self.device.type, "backend": self.backend_name, "calibration": self._calibration}
+                "device": self.device.type}
 
     @property
     def model(self):

@@ -124,8 +124,8 @@ class LivePipeline:
     web page and the window's keys do). ``max_frames`` ends the run after that many processed
     frames; ``max_fps`` caps the processing rate (``None`` or 0: as fast as the model goes).
     ``temporal`` (a :class:`~livedepth.temporal.TemporalFilter`) filters the depth of each
-    processed frame, in the output stage (so it overlaps the next forward). ``stop()`` ends the run from any thread;
-    ``abort()`` also drops the frame in flight.
+    processed frame, in the output stage (so it overlaps the next forward). ``stop()`` ends
+    the run from any thread; ``abort()`` also drops the frame in flight.
     """
 
     def __init__(

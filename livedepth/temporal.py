@@ -145,8 +145,9 @@ class TemporalFilter:
         return out
 
     def _wobbling(self, scale: float, depth: np.ndarray) -> float:
-        """0 to 1: how far the residual scale, as a share of ``depth``'s P2-P98 range, is from ``steady[0]`` (up to it, the residual is what the flow gets wrong
-        on steady depth: filtering would only add that error) to ``steady[1]`` (wobble)."""
+        """0 to 1: where the residual scale, as a share of ``depth``'s P2-P98 range, lies between
+        ``steady[0]`` (up to it, the residual is what the flow gets wrong on steady depth:
+        filtering would only add that error) and ``steady[1]`` (wobble)."""
         values = depth[np.isfinite(depth)]
         if values.size < 16:
             return 0.0

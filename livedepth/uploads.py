@@ -168,7 +168,7 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
 class UploadWorker:
     """Runs photo uploads in a child process (see the module's docstring). Thread-safe.
 
-    ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``same_settings()``).
+    ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``model_settings()``).
     The process starts at :meth:`warm` (the web page calls it when it is loaded, so the first
     photo finds the model ready) or at the first upload, and is started again if it dies.
     """
@@ -176,7 +176,7 @@ class UploadWorker:
     def __init__(self, estimator_settings: Mapping, limits: UploadLimits) -> None:
         # eager torch: every photo may have a shape of its own, and building a model per shape
         # (an ONNX export, a compile) costs many forwards; the reference model needs none
-        self.estimator_settings = {**estimator_settings, "backend": "torch", "eager": True, "calibration": None}
+        self.estimator_settings = {**estimator_settings, "backend": "torch", "eager": True}
         self.limits = limits
         self._turn = threading.Lock()  # one upload at a time
         self._state = threading.Lock()  # guards the process, the pipe and the closed flag

@@ -216,8 +216,9 @@ class WebServer:
     """The HTTP server. ``start()`` serves on a background thread; ``close()`` ends it.
 
     ``stats`` gives the live run's statistics and ``colorizer`` is the live run's colorizer,
-    which the page may change (both None without a live source); ``estimator`` (thread-safe)
-    serves photo uploads. The live frames arrive through :attr:`hub`.
+    which the page may change (both None without a live source). With ``estimator`` (the live
+    run's), photo uploads are served by an :class:`~livedepth.uploads.UploadWorker` process
+    that builds the same model. The live frames arrive through :attr:`hub`.
     """
 
     def __init__(
@@ -231,13 +232,12 @@ class WebServer:
         check_bind(options.host, options.token, options.no_auth)
         self.options = options
         self.hub = FrameHub(options.jpeg_quality)
-        self.estimator = estimator
         self.stats = stats
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
         # photo uploads: decoded, run and encoded in a background-priority worker process
         self.uploads = None if estimator is None else UploadWorker(
-            estimator.same_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side))
+            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side))
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -305,7 +305,7 @@ class WebServer:
             "colormap": colorizer.colormap if colorizer else "inferno",
             "layouts": list(LAYOUTS),
             "colormaps": list(PAGE_COLORMAPS),
-            "upload": self.estimator is not None,
+            "upload": self.uploads is not None,
             "max_upload_bytes": self.options.max_upload_bytes,
         }
 
