@@ -506,6 +506,7 @@ def auto_combination(candidates: Sequence[str], height: int, width: int, threads
         "candidates": list(candidates),
         "versions": package_versions(runtimes),
         "graph": graph_version(),
+        "faithful_rms": AUTO_FAITHFUL_RMS,  # a choice made without (or with another) check is not reused
         "input": f"{height}x{width}",
         "threads": threads or available_cores(),
         "cpu": cpu_model(),
