@@ -23,6 +23,7 @@ from livedepth.errors import LivedepthError
 from livedepth.rawdepth import RawDepthWriter
 from livedepth.files import writable
 from livedepth.frames import Frame, Rendered
+from livedepth.pointcloud import Camera
 from livedepth.stages import Channel, Stages
 from livedepth.settings import Settings
 from livedepth.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input, probe
@@ -74,7 +75,9 @@ class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
     ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``); ``temporal`` (a
-    :class:`~livedepth.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
+    :class:`~livedepth.temporal.TemporalFilter`) filters it before colours and ``raw``. With
+    ``ply`` (a folder), every ``ply_every``-th frame's point cloud is saved there through
+    ``camera`` as ``<frame index>.ply``. Decoding and
     inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
     which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
     written as :func:`partial_path` and renamed when complete, or when stopped.
@@ -104,6 +107,9 @@ class Converter:
         keep_stopped: bool = True,
         temporal=None,
         queue_size: int = QUEUE_SIZE,
+        ply: Path | None = None,
+        ply_every: int = 1,
+        camera: Camera | None = None,
     ) -> None:
         self.source, self.output, self.info = source, output, info
         self.predict, self.colorizer = predict, colorizer
@@ -111,6 +117,7 @@ class Converter:
         self.crf, self.preset, self.fragmented = crf, preset, fragmented
         self.keep_damaged, self.on_frame, self.keep_stopped = keep_damaged, on_frame, keep_stopped
         self.temporal = temporal
+        self.ply, self.ply_every, self.camera = ply, ply_every, camera or Camera()
         self.stages = Stages("conversion")
         self.report = DecodeReport()
         self.times = StageTimes()
@@ -154,12 +161,17 @@ class Converter:
                 if self.temporal is not None:
                     depth = self.temporal.update(depth, item.image)
                 t2 = time.perf_counter()
-                item = Rendered(item, depth, self.colorizer.render(depth, item.image))
+                image = self.colorizer.render(depth, item.image)
+                near = self.colorizer.unit_depth(depth) if self._wants_cloud(item) else None
+                item = Rendered(item, depth, image, near)
                 self.times.infer += t1 - t0
                 self.times.filter += t2 - t1
                 self.times.render += time.perf_counter() - t2
             if not self._rendered.put(item):
                 return
+
+    def _wants_cloud(self, frame: Frame) -> bool:
+        return self.ply is not None and frame.index % self.ply_every == 0
 
     def _end_infer(self) -> None:
         self._decoded.leave()
@@ -175,6 +187,8 @@ class Converter:
                 self.pts_span = (pts if self.pts_span is None else self.pts_span[0], pts)
                 if raw is not None:
                     raw.write(item.depth, pts)
+                if item.near is not None:
+                    self.camera.save(self.ply / f"{item.frame.index:06d}.ply", item.frame.image, item.near)
                 if self.on_frame is not None:
                     self.on_frame()
             else:
@@ -185,6 +199,8 @@ class Converter:
 
     def _open_writers(self) -> tuple[VideoWriter, RawDepthWriter | None]:
         width, height = output_size(self.info, self.colorizer)
+        if self.ply is not None:
+            self.ply.mkdir(exist_ok=True)
         template = None
         source = open_input(self.source)  # the audio template's parameters are copied at once
         try:
@@ -323,6 +339,19 @@ def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool)
         raise LivedepthError(f"output must be .mp4, .mov or .mkv, got {output.name}")
 
 
+def check_ply_folder(folder: Path, overwrite: bool) -> None:
+    """One-line errors for a ``--ply`` folder that cannot (or, without ``overwrite``, must not) be written."""
+    if folder.exists() and not folder.is_dir():
+        raise LivedepthError(f"--ply {folder} is a file; name a folder")
+    where = folder if folder.is_dir() else folder.parent
+    if not where.is_dir():
+        raise LivedepthError(f"output folder does not exist: {where}")
+    if not writable(where):
+        raise LivedepthError(f"output folder is not writable: {where}")
+    if folder.is_dir() and not overwrite and any(folder.glob("*.ply")):
+        raise LivedepthError(f"--ply folder {folder} already holds point clouds; use --overwrite to replace them")
+
+
 def summary_line(result: ConvertResult) -> str:
     """``converted N frames (D s of video) in W s: F frames/s (Xx real time) -> OUT``."""
     fps = result.frames / result.wall_seconds if result.wall_seconds > 0 else 0.0
@@ -340,15 +369,18 @@ def build_converter(settings: Settings, source: Path, output: Path, predict: Cal
     from livedepth.colorize import Colorizer
 
     convert = settings.convert
-    colorizer = Colorizer.from_settings(settings.render)
+    colorizer = Colorizer.from_settings(settings.render, settings.stereo)
     info = probe(source)
     check_outputs(source, output, convert.raw, convert.overwrite)
+    if convert.ply is not None:
+        check_ply_folder(convert.ply, convert.overwrite)
     log.info("convert: %s (%dx%d, %.3f fps, %s frames) -> %s", source, info.width, info.height, info.fps,
              info.frame_count or "?", output)
     return Converter(source, output, info, predict, colorizer, audio=convert.audio, raw=convert.raw,
                      crf=convert.crf, preset=convert.preset, fragmented=convert.fragmented,
                      keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped,
-                     temporal=make_temporal(settings))
+                     temporal=make_temporal(settings), ply=convert.ply, ply_every=convert.ply_every,
+                     camera=Camera(settings.pointcloud.fov, settings.pointcloud.depth_ratio))
 
 
 def make_temporal(settings: Settings):

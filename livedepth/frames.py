@@ -24,3 +24,4 @@ class Rendered:
     frame: Frame
     depth: np.ndarray  # float32 HxW inverse relative depth
     image: np.ndarray  # BGR uint8, the colorizer's layout
+    near: np.ndarray | None = None  # float32 HxW normalised depth (1 nearest), when a later stage needs it

@@ -100,7 +100,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     from livedepth.sources import open_source
 
     live = settings.live
-    colorizer = Colorizer.from_settings(settings.render)
+    colorizer = Colorizer.from_settings(settings.render, settings.stereo)
     address = web_address(settings, serve)
     options = WebOptions.from_settings(settings.web, address) if address is not None else None
     for path in (live.record, live.stats):
@@ -133,8 +133,11 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
             pipeline.add_sink(RecordSink(live.record, source.fps))
         if display:
             from livedepth.display import DisplaySink
+            from livedepth.pointcloud import Camera
 
-            pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir))
+            camera = Camera(settings.pointcloud.fov, settings.pointcloud.depth_ratio)
+            pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir,
+                                          camera=camera))
         server = None
         if options is not None:
             server = WebServer(options, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=colorizer)

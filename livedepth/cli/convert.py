@@ -41,6 +41,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="with --ray: ship inputs and outputs through the object store (no shared storage)")
     add_setting_flags(p, "convert")
     add_setting_flags(p, "render")
+    add_setting_flags(p, "stereo")
+    add_setting_flags(p, "pointcloud")
     add_setting_flags(p, "model")
     add_config_flags(p, preset="convert")
     p.set_defaults(run=run)
@@ -102,6 +104,8 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
     from livedepth.files import check_writable, write_json
 
     jobs_flag = _jobs(args.jobs)
+    if settings.convert.ply is not None:
+        raise LivedepthError("--ply takes one input video and an output video file")
     if args.output.suffix.lower() in VIDEO_OUTPUTS or args.output.is_file():
         raise LivedepthError(f"with several inputs, a folder or a glob, OUT must be a folder, got {args.output}")
     if args.report is not None:
