@@ -14,6 +14,7 @@ import pytest
 from cli_helpers import assert_one_line_error, run_cli
 from clips import audio_packets, decoded_pts, make_clip
 from golden import TEST_IMAGE
+from ply_reader import read_ply
 
 from livedepth.colorize import Colorizer
 from livedepth.convert import Converter
@@ -23,19 +24,6 @@ from livedepth.pointcloud import Camera
 from livedepth.settings import load_settings
 from livedepth.stereo import STEREO_LAYOUTS
 from livedepth.video import probe, read_frames
-
-
-def read_ply(data: bytes) -> tuple[list[str], np.ndarray]:
-    """The header lines and the vertices of a binary little-endian PLY, from its own header."""
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    header = data[:end].decode("ascii").splitlines()
-    assert header[:2] == ["ply", "format binary_little_endian 1.0"] and header[-1] == "end_header"
-    count = int(next(line for line in header if line.startswith("element vertex ")).split()[2])
-    kinds = {"float": "<f4", "uchar": "u1"}
-    dtype = np.dtype([(name, kinds[kind]) for _, kind, name in (line.split() for line in header
-                                                                 if line.startswith("property "))])
-    assert len(data) - end == count * dtype.itemsize
-    return header, np.frombuffer(data[end:], dtype)
 
 
 def _depth(image: np.ndarray) -> np.ndarray:
