@@ -159,3 +159,28 @@ def test_point_clouds_need_one_input_video(tmp_path: Path) -> None:
     proc = run_cli("convert", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), str(tmp_path / "out"),
                    "--ply", str(tmp_path / "clouds"))
     assert_one_line_error(proc, "--ply takes one input video")
+
+
+def test_live_records_a_3d_layout(tmp_path: Path, weights_pt: Path) -> None:
+    from clips import live_clip
+
+    clip, out = live_clip(tmp_path / "clip.mp4", 20, 25.0), tmp_path / "tab.mp4"
+    proc = run_cli("live", "--input", str(clip), "--no-display", "--max-frames", "4", "--threads", "1",
+                   "--layout", "tab", "--stereo-size", "80", "--record", str(out), "--weights", str(weights_pt))
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 4 and (frames[0].width, frames[0].height) == (160, 240)
+
+
+def test_a_batch_converts_every_file_in_a_3d_layout(tmp_path: Path, weights_pt: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    (inputs / "sub").mkdir(parents=True)
+    make_clip(inputs / "a.mp4", frames=3, width=64, height=48, audio="aac")
+    make_clip(inputs / "sub" / "b.mkv", frames=3, width=63, height=47, codec="ffv1", audio=None)
+    proc = run_cli("convert", str(inputs), str(out), "--layout", "half-sbs", "--size", "64", "--threads", "1",
+                   "--weights", str(weights_pt))
+    assert proc.returncode == 0, proc.stderr
+    assert (probe(out / "a.mp4").width, probe(out / "a.mp4").height) == (64, 48)  # the frame's size
+    assert (probe(out / "sub" / "b.mp4").width, probe(out / "sub" / "b.mp4").height) == (64, 48)  # 2 x 32, padded
+    assert decoded_pts(out / "a.mp4") == decoded_pts(inputs / "a.mp4")
