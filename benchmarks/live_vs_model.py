@@ -23,14 +23,15 @@ from pathlib import Path
 from common import benchmark_args, model_only_fps, workspace
 
 
-def live_fps(estimator, clip: Path, realtime: bool, max_frames: int, temporal=None) -> dict:
+def live_fps(estimator, clip: Path, realtime: bool, max_frames: int, temporal=None, layout: str = "depth") -> dict:
     """The stats of a ``LivePipeline`` run on ``clip`` (no window) for ``max_frames`` frames."""
     from livedepth.colorize import Colorizer
     from livedepth.pipeline import LivePipeline
     from livedepth.sources import FileSource
 
-    pipeline = LivePipeline(FileSource(clip, realtime=realtime), estimator, Colorizer(normalize="stable"),
-                            max_frames=max_frames, temporal=temporal)
+    colorizer = Colorizer(normalize="stable", layout=layout)
+    pipeline = LivePipeline(FileSource(clip, realtime=realtime), estimator, colorizer, max_frames=max_frames,
+                            temporal=temporal)
     return pipeline.run()
 
 

@@ -13,7 +13,10 @@ never decreases, so every target pixel ``p`` has one answer: ``i``, the first so
 ``i - 1 + clip(p + 1 - U(i), 0, 1)``. That is sub-pixel and exact for a plane (linear sampling), and
 where a row tears open behind a near edge (a disocclusion) it holds the farther neighbour ``i - 1``
 until the last pixel before the near point: holes are filled from the background side, never by
-smearing the foreground. The right view is the same problem mirrored. One bilinear ``cv2.remap``
+smearing the foreground. A model's depth edges are soft, though (MiDaS predicts at 256 px), and a
+soft edge would stretch the foreground-coloured pixels on its ramp into the hole; so the depth is first
+dilated towards the disoccluded side by ``W/128`` pixels (the nearer value wins), which moves the
+ramp off the foreground. The right view is the same problem mirrored. One bilinear ``cv2.remap``
 samples both views. The buffers are kept between frames of one size.
 """
 
@@ -63,6 +66,8 @@ class _Solver:
         self.near = np.empty((rows, width), np.uint8)
         self.columns = np.arange(width, dtype=np.float32)
         self.kernel = np.ones((1, self.span + 1), np.uint8)
+        # x takes the nearest depth of x .. x + W/128: soft near edges move off the disoccluded side
+        self.edge = np.ones((1, max(1, round(width / 128)) + 1), np.uint8)
         self.target = np.empty((rows, width), np.float32)  # u(x)
         self.reach = np.empty((rows, width), np.float32)  # U(x), the running maximum of u
         # U(x) - x, with -inf before the row (always counted) and +inf after it (never counted)
@@ -83,11 +88,13 @@ class _Solver:
         if near.dtype == np.uint8:
             self.near[:h] = near
             cv2.flip(near, 1, dst=self.near[h:])
+            cv2.dilate(self.near, self.edge, dst=self.near, anchor=(0, 0))
             cv2.LUT(self.near, self.lut, dst=target)
         else:
             n = np.clip(np.nan_to_num(near.astype(np.float32, copy=False), nan=0.0), 0.0, 1.0)
             np.subtract(n, np.float32(self.convergence), out=target[:h])
             cv2.flip(target[:h], 1, dst=target[h:])
+            cv2.dilate(target, self.edge, dst=target, anchor=(0, 0))
             target *= np.float32(self.shift)
         target += self.columns
         cv2.dilate(target, self.kernel, dst=self.reach, anchor=(self.span, 0))
