@@ -40,22 +40,25 @@ class Camera:
 
     def points(self, frame_bgr: np.ndarray, near: np.ndarray) -> np.ndarray:
         """The :data:`VERTEX` records of every pixel with a finite ``near`` (float in [0, 1], 1 nearest),
-        coloured from ``frame_bgr`` (resized to the depth's size if it is not)."""
+        row by row, coloured from ``frame_bgr`` (resized to the depth's size if it is not)."""
         h, w = near.shape
         if frame_bgr.shape[:2] != (h, w):
             frame_bgr = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_AREA)
+        n = np.clip(near, 0.0, 1.0).astype(np.float32, copy=False)
+        z = 1.0 / (n * np.float32(1 - 1 / self.depth_ratio) + np.float32(1 / self.depth_ratio))
+        focal = np.float32((w / 2) / math.tan(math.radians(self.fov) / 2))
+        position = np.empty((h, w, 3), np.float32)
+        np.multiply(((np.arange(w, dtype=np.float32) - np.float32((w - 1) / 2)) / focal)[None, :], z,
+                    out=position[..., 0])
+        np.multiply(((np.arange(h, dtype=np.float32) - np.float32((h - 1) / 2)) / focal)[:, None], z,
+                    out=position[..., 1])
+        position[..., 2] = z
+        packed = np.empty((h, w, VERTEX.itemsize), np.uint8)  # the records, byte by byte
+        packed[..., :12] = position.view(np.uint8)
+        packed[..., 12:] = frame_bgr[..., ::-1]  # BGR -> red, green, blue
         valid = np.isfinite(near)
-        n = np.clip(near[valid], 0.0, 1.0).astype(np.float32)
-        z = 1.0 / (n + (1.0 - n) / np.float32(self.depth_ratio))
-        focal = (w / 2) / math.tan(math.radians(self.fov) / 2)
-        rows, cols = np.nonzero(valid)
-        out = np.empty(z.size, VERTEX)
-        out["x"] = (cols - (w - 1) / 2) / focal * z
-        out["y"] = (rows - (h - 1) / 2) / focal * z
-        out["z"] = z
-        colours = frame_bgr[valid]
-        out["red"], out["green"], out["blue"] = colours[:, 2], colours[:, 1], colours[:, 0]
-        return out
+        rows = packed.reshape(-1, VERTEX.itemsize) if valid.all() else packed[valid]
+        return rows.view(VERTEX).reshape(-1)
 
     def ply(self, frame_bgr: np.ndarray, near: np.ndarray) -> bytes:
         """The point cloud of ``frame_bgr`` and ``near`` as a binary little-endian PLY file."""
