@@ -119,6 +119,37 @@ class _Solver:
         return source
 
 
+class _Sampler:
+    """Samples both views from a frame at their source columns; the maps' buffers for one frame size."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.key = (height, width)
+        self.rows = np.repeat(np.tile(np.arange(height, dtype=np.float32), 2), width).reshape(2 * height, width)
+        self.map1 = np.empty((2 * height, width, 2), np.int16)
+        self.map2 = np.empty((2 * height, width), np.uint16)
+        self.columns = np.empty((2 * height, width), np.float32)
+
+    def sample(self, frame_bgr: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``2H x W``: the left view above the right one. ``source`` may come from a narrower warp."""
+        h, w = self.key
+        if source.shape[1] != w:
+            source = self._upsampled(source)
+        cv2.convertMaps(source, self.rows, cv2.CV_16SC2, dstmap1=self.map1, dstmap2=self.map2)
+        return cv2.remap(frame_bgr, self.map1, self.map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _upsampled(self, source: np.ndarray) -> np.ndarray:
+        """Source columns solved at a lower resolution, at the frame's size and in its pixels."""
+        h, w = self.key
+        small_h = source.shape[0] // 2
+        scale = w / source.shape[1]
+        for view in (0, 1):  # each view alone: no blending across the seam between them
+            cv2.resize(source[view * small_h : (view + 1) * small_h], (w, h),
+                       dst=self.columns[view * h : (view + 1) * h], interpolation=cv2.INTER_LINEAR)
+        self.columns *= np.float32(scale)
+        self.columns += np.float32((scale - 1) / 2)  # pixel centres: x = (x_small + 0.5) * scale - 0.5
+        return self.columns
+
+
 class StereoWarp:
     """Left and right views of a frame from its normalised depth; keeps its buffers between frames.
 
@@ -132,7 +163,7 @@ class StereoWarp:
             raise ValueError(f"size must be >= 0, got {size}")
         self.divergence, self.convergence, self.size = divergence, convergence, size
         self._solver: _Solver | None = None
-        self._sampler: tuple | None = None
+        self._sampler: _Sampler | None = None
 
     def views(self, frame_bgr: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(left, right)``, each the frame's size. ``near``: float in [0, 1] (1 nearest) or uint8
@@ -147,31 +178,10 @@ class StereoWarp:
         key = (small_h, small_w, self.divergence, self.convergence)
         if self._solver is None or self._solver.key != key:
             self._solver = _Solver(*key)
-        source = self._solver.solve(near)
-        map1, map2 = self._maps(h, w)
-        if small_w != w:
-            source = self._upsampled(source, small_h, h, w)
-        cv2.convertMaps(source, self._sampler[1], cv2.CV_16SC2, dstmap1=map1, dstmap2=map2)
-        out = cv2.remap(frame_bgr, map1, map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return out[:h], out[h:]
-
-    def _maps(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._sampler is None or self._sampler[0] != (h, w):
-            rows = np.repeat(np.tile(np.arange(h, dtype=np.float32), 2), w).reshape(2 * h, w)
-            self._sampler = ((h, w), rows, np.empty((2 * h, w, 2), np.int16), np.empty((2 * h, w), np.uint16),
-                             np.empty((2 * h, w), np.float32))
-        return self._sampler[2], self._sampler[3]
-
-    def _upsampled(self, source: np.ndarray, small_h: int, h: int, w: int) -> np.ndarray:
-        """The low-resolution source columns at the frame's size, in the frame's pixels."""
-        full = self._sampler[4]
-        scale = w / source.shape[1]
-        for view in (0, 1):  # each view alone: no blending across the seam between them
-            cv2.resize(source[view * small_h : (view + 1) * small_h], (w, h), dst=full[view * h : (view + 1) * h],
-                       interpolation=cv2.INTER_LINEAR)
-        full *= np.float32(scale)
-        full += np.float32((scale - 1) / 2)  # pixel centres: x_full = (x_small + 0.5) * scale - 0.5
-        return full
+        if self._sampler is None or self._sampler.key != (h, w):
+            self._sampler = _Sampler(h, w)
+        both = self._sampler.sample(frame_bgr, self._solver.solve(near))
+        return both[:h], both[h:]
 
 
 def stereo_views(frame_bgr: np.ndarray, depth_n: np.ndarray, divergence: float = 2.0,
