@@ -6,13 +6,15 @@ against ``depth``, measured side by side in one run.
 
 1. The warp alone (goal <= 5 ms): ``StereoWarp.views`` (both eyes) on 640x480 frames of the synthetic
    scene (``tests/synthetic_scene.py``, its depth normalised as the colours are), OpenCV at
-   ``--threads`` threads; median and 10th percentile ms, at full width and with ``--stereo-size 320``,
+   ``--threads`` threads; median and 10th percentile ms, and the median CPU ms of the process (all
+   threads: on a shared machine the steadier figure), at full width and with ``--stereo-size 320``;
    and the whole ``Colorizer.render`` of every layout.
-2. Live (goal >= 0.9): ``LivePipeline`` on a 640x480 clip read on demand (no window), ``--layout sbs``
-   and ``--layout depth`` in alternating rounds (ABBA): processed FPS, the ratio of the means and the
-   median of the per-pair ratios.
-3. Convert (goal >= 0.85): the real ``Converter`` (decode, inference, H.264 + AAC) with ``sbs`` and
-   ``depth``, alternating: frames/s and their ratios.
+2. Live (goal >= 0.9): ``LivePipeline`` on a 640x480 clip read on demand (no window) with
+   ``--layout depth``, ``--layout sbs`` and ``--layout sbs --stereo-size 320`` in rounds whose order
+   alternates (ABC, CBA, ...): processed FPS, and for each sbs arm the ratio of the means to depth's
+   and the median of the per-round ratios.
+3. Convert (goal >= 0.85): the real ``Converter`` (decode, inference, H.264 + AAC), the same three
+   arms, alternating: frames/s and the same ratios.
 
 Without ``--weights`` the synthetic official-layout weights are used (timing does not depend on the
 weight values). Prints one JSON object.
@@ -49,14 +51,15 @@ def warp_times(threads: int, reps: int) -> dict:
     result = {}
     for size in (0, 320):
         warp = StereoWarp(size=size)
-        samples = []
+        samples, cpu = [], []
         for i in range(reps + 3):
             frame, grey = pairs[i % len(pairs)][0], greys[i % len(pairs)]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             warp.views(frame, grey)
             if i >= 3:  # the first calls allocate the buffers
                 samples.append(time.perf_counter() - start)
-        result[f"warp_ms_size_{size or 'full'}"] = _ms(samples)
+                cpu.append(time.process_time() - start_cpu)
+        result[f"warp_ms_size_{size or 'full'}"] = {**_ms(samples), "cpu_median": _ms(cpu)["median"]}
     renders = {}
     for layout in LAYOUTS:
         layout_colorizer = Colorizer(normalize="stable", layout=layout)
@@ -80,8 +83,12 @@ def main() -> None:
     from livedepth.colorize import Colorizer
     from livedepth.convert import Converter
     from livedepth.estimator import DepthEstimator
+    from livedepth.stereo import Stereo
     from livedepth.video import probe
 
+    arms = {"depth": lambda: Colorizer(normalize="stable"),
+            "sbs": lambda: Colorizer(normalize="stable", layout="sbs"),
+            "sbs_size_320": lambda: Colorizer(normalize="stable", layout="sbs", stereo=Stereo(size=320))}
     report: dict = {"threads": args.threads, "warp": warp_times(args.threads, args.warp_reps)}
     with workspace(args.weights) as (tmp, weights):
         clip = tmp / "clip.mp4"
@@ -90,33 +97,36 @@ def main() -> None:
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         report["backend"] = estimator.backend_name
         live_fps(estimator, clip, False, 20)  # warm-up
-        live: dict[str, list[float]] = {"depth": [], "sbs": []}
-        for i in range(args.rounds):  # ABBA order, so a drifting machine load hits both alike
-            for layout in ("depth", "sbs") if i % 2 == 0 else ("sbs", "depth"):
+        live: dict[str, list[float]] = {name: [] for name in arms}
+        for i in range(args.rounds):  # the order alternates, so a drifting machine load hits every arm alike
+            for name in list(arms) if i % 2 == 0 else list(arms)[::-1]:
                 frames = max(20, round((live["depth"][-1] if live["depth"] else 15.0) * args.seconds))
-                live[layout].append(live_fps(estimator, clip, False, frames, layout=layout)["fps_processed"])
+                live[name].append(live_fps(estimator, clip, False, frames, colorizer=arms[name]())["fps_processed"])
         report["live"] = _compare(live)
         source = tmp / "convert.mp4"
         make_clip(source, frames=max(20, round(np.mean(live["depth"]) * args.seconds)), width=640, height=480,
                   rate=Fraction(30000, 1001), audio="aac")
-        convert: dict[str, list[float]] = {"depth": [], "sbs": []}
+        convert: dict[str, list[float]] = {name: [] for name in arms}
         for i in range(args.rounds):
-            for layout in ("depth", "sbs") if i % 2 == 0 else ("sbs", "depth"):
-                out = tmp / f"out-{layout}-{i}.mp4"
-                result = Converter(source, out, probe(source), estimator.predict,
-                                   Colorizer(normalize="stable", layout=layout)).run()
-                convert[layout].append(result.frames / result.wall_seconds)
+            for name in list(arms) if i % 2 == 0 else list(arms)[::-1]:
+                out = tmp / f"out-{name}-{i}.mp4"
+                result = Converter(source, out, probe(source), estimator.predict, arms[name]()).run()
+                convert[name].append(result.frames / result.wall_seconds)
                 out.unlink()
         report["convert"] = _compare(convert)
     print(json.dumps(report))
 
 
 def _compare(rates: dict[str, list[float]]) -> dict:
-    """Both layouts' rates, the ratio of the means (sbs / depth) and the median of the per-pair ratios."""
-    ratios = sorted(s / d for s, d in zip(rates["sbs"], rates["depth"], strict=True))
-    return {"depth": [round(v, 2) for v in rates["depth"]], "sbs": [round(v, 2) for v in rates["sbs"]],
-            "ratio": round(sum(rates["sbs"]) / sum(rates["depth"]), 3),
-            "ratio_median_of_rounds": round(ratios[len(ratios) // 2], 3)}
+    """Every arm's rates; for each arm but depth, the ratio of the means to depth's and the median of
+    the per-round ratios."""
+    report: dict = {name: [round(v, 2) for v in values] for name, values in rates.items()}
+    for name, values in rates.items():
+        if name != "depth":
+            ratios = sorted(v / d for v, d in zip(values, rates["depth"], strict=True))
+            report[f"ratio_{name}"] = round(sum(values) / sum(rates["depth"]), 3)
+            report[f"ratio_{name}_median_of_rounds"] = round(float(np.median(ratios)), 3)
+    return report
 
 
 if __name__ == "__main__":
