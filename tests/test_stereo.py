@@ -140,15 +140,16 @@ def test_disocclusions_are_filled_from_the_background_and_the_near_plane_occlude
     assert _nearer_tint(right[NEAR_ROWS, int(np.ceil(x0 - half_near)) : x0]).all()
 
 
+@pytest.mark.parametrize("size", [0, W // 2])
 @pytest.mark.parametrize("soften", ["blur", "low-resolution"])
-def test_soft_depth_edges_do_not_smear_the_foreground_into_the_hole(soften: str) -> None:
+def test_soft_depth_edges_do_not_smear_the_foreground_into_the_hole(soften: str, size: int) -> None:
     frame, near = two_planes()
     if soften == "blur":
         near = cv2.GaussianBlur(near, (0, 0), 1.5)
     else:  # as a model that predicts at a lower resolution, upsampled
         near = cv2.resize(cv2.resize(near, (W * 2 // 5, H * 2 // 5), interpolation=cv2.INTER_AREA), (W, H),
                           interpolation=cv2.INTER_CUBIC)
-    left, right = stereo_views(frame, near, 10.0)
+    left, right = StereoWarp(10.0, 0.5, size).views(frame, near)  # size: also when solved at half width
     half_near, half_far = expected_shift(NEAR_N, 10.0, 0.5) / 2, expected_shift(FAR_N, 10.0, 0.5) / 2
     x0, x1 = NEAR_COLS.start, NEAR_COLS.stop - 1
     left_hole = left[NEAR_ROWS, int(np.ceil(x0 - 1 + half_far)) + 1 : int(np.floor(x0 + half_near)) - 2]
