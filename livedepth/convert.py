@@ -23,6 +23,7 @@ from livedepth.errors import LivedepthError
 from livedepth.rawdepth import RawDepthWriter
 from livedepth.files import writable
 from livedepth.frames import Frame, Rendered
+from livedepth.passthrough import kept_streams
 from livedepth.stages import Channel, Stages
 from livedepth.settings import Settings
 from livedepth.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input, probe
@@ -77,7 +78,8 @@ class Converter:
     :class:`~livedepth.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
     inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
     which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
-    written as :func:`partial_path` and renamed when complete, or when stopped.
+    written as :func:`partial_path` and renamed when complete, or when stopped. ``audio`` (all,
+    first or none) picks the audio streams kept; subtitle streams are kept too.
 
     ``stop()`` (any thread) ends decoding, finishes the frames in flight and keeps them;
     ``abort()`` ends at once, keeping what is already encoded. Either way the output plays.
@@ -94,7 +96,7 @@ class Converter:
         predict: Callable[[np.ndarray], np.ndarray],
         colorizer,
         *,
-        audio: bool = True,
+        audio: str = "all",
         raw: Path | None = None,
         crf: int = 20,
         preset: str = "veryfast",
@@ -115,6 +117,7 @@ class Converter:
         self.report = DecodeReport()
         self.times = StageTimes()
         self.pts_span: tuple[int, int] | None = None  # first and last encoded pts
+        self._kept: list[int] = []  # the input streams copied besides the video (set with the writers)
         self._decoded: Channel[Frame | av.Packet] = Channel(queue_size)
         self._rendered: Channel[Rendered | av.Packet] = Channel(queue_size)
 
@@ -134,7 +137,7 @@ class Converter:
     # --- stages ------------------------------------------------------------------------------
 
     def _decode(self) -> None:
-        items = demux(self.source, audio=self.audio, report=self.report)
+        items = demux(self.source, self._kept, report=self.report)
         try:
             while not self.stages.stopping:
                 t0 = time.perf_counter()
@@ -178,21 +181,20 @@ class Converter:
                 if self.on_frame is not None:
                     self.on_frame()
             else:
-                writer.mux_audio(item)
+                writer.mux_packet(item)
             self.times.encode += time.perf_counter() - t0
 
     # --- running -----------------------------------------------------------------------------
 
     def _open_writers(self) -> tuple[VideoWriter, RawDepthWriter | None]:
         width, height = output_size(self.info, self.colorizer)
-        template = None
-        source = open_input(self.source)  # the audio template's parameters are copied at once
+        source = open_input(self.source)  # the kept streams' parameters are copied at once
         try:
-            if self.audio and source.streams.audio:
-                template = source.streams.audio[0]
+            templates = kept_streams(source, self.audio)
+            self._kept = [stream.index for stream in templates]
             writer = VideoWriter(partial_path(self.output), width, height, self.info.time_base, self.info.rate,
                                  crf=self.crf, preset=self.preset, fragmented=self.fragmented,
-                                 audio_template=template, format=_muxer(self.output))
+                                 streams=templates, format=_muxer(self.output))
         finally:
             source.close()
         raw = None

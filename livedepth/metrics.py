@@ -218,7 +218,9 @@ def decode_depth_frames(frames: Iterable[np.ndarray], colormap: str = "auto") ->
 
 
 def read_video(path: str | Path, keep_depth_bits: bool = True) -> Iterator[np.ndarray]:
-    """Frames of a video file one at a time: 16-bit or 8-bit grey arrays for grey videos, else BGR."""
+    """Frames of a video file one at a time, upright as a player shows them: 16-bit or 8-bit grey
+    arrays for grey videos, else BGR."""
+    from livedepth.orientation import Upright
     from livedepth.video import open_input
 
     with open_input(path) as container:
@@ -227,8 +229,9 @@ def read_video(path: str | Path, keep_depth_bits: bool = True) -> Iterator[np.nd
         stream = container.streams.video[0]
         fmt = stream.codec_context.format.name if stream.codec_context.format else ""
         out = "gray16le" if keep_depth_bits and fmt.startswith("gray16") else "gray" if fmt == "gray" else "bgr24"
+        upright = Upright(stream, path)
         for frame in container.decode(stream):
-            yield frame.to_ndarray(format=out)
+            yield upright(frame, out)
 
 
 def read_png_folder(folder: str | Path) -> Iterator[np.ndarray]:

@@ -26,14 +26,19 @@ Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
 BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUDIO_CHOICES = ("all", "first", "none")  # --audio: every audio stream, the first, or none
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def setting(default: Any, flag: str | None = None, help: str = "", *, check: Check | None = None,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false)."""
+            choices: tuple[str, ...] | None = None, metavar: str | None = None,
+            booleans: tuple[str, str] | None = None) -> Any:
+    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false).
+
+    ``booleans`` are the values TOML ``true`` and ``false`` stand for, for a setting that once was a bool.
+    """
     return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
-                                            "metavar": metavar})
+                                            "metavar": metavar, "booleans": booleans})
 
 
 def multiple_of(n: int, low: int, high: int) -> Check:
@@ -147,7 +152,8 @@ class WebSettings:
 class ConvertSettings:
     crf: int = setting(20, "--crf", "H.264 quality, lower is better", check=between(0, 51), metavar="N")
     preset: str = setting("veryfast", "--preset", "x264 speed/size trade-off", choices=X264_PRESETS)
-    audio: bool = setting(True, "--no-audio", "drop the audio")
+    audio: str = setting("all", "--audio", "audio streams to copy: all, first or none (--no-audio: none); "
+                         "subtitles are copied too", choices=AUDIO_CHOICES, booleans=("all", "none"))
     fragmented: bool = setting(True)
     raw: Path | None = setting(None, "--raw", "also save 16-bit depth: a .mkv (FFV1) or a folder of PNGs",
                                metavar="PATH")
@@ -256,6 +262,8 @@ def _validated(section: str, name: str, value: Any, from_flag: bool, where: str)
     label = f"{spec.metadata['flag']} {value}" if from_flag else f"{where}: [{section}] {name} = {_describe(value)}"
     if value is None:
         return None
+    if spec.metadata["booleans"] and isinstance(value, bool):
+        value = spec.metadata["booleans"][0 if value else 1]
     try:
         converted = _convert(value, typing.get_type_hints(cls)[name], from_flag)
     except ValueError as exc:

@@ -40,6 +40,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-transfer", action="store_true",
                    help="with --ray: ship inputs and outputs through the object store (no shared storage)")
     add_setting_flags(p, "convert")
+    p.add_argument("--no-audio", dest="convert.audio", action="store_const", const="none", help="same as --audio none")
     add_setting_flags(p, "render")
     add_setting_flags(p, "model")
     add_config_flags(p, preset="convert")
