@@ -164,11 +164,9 @@ class KeptStreams:
             log.warning("%s cannot carry %s subtitles (stream %d); converting them to %s", fmt, name,
                         template.index, text)
             return _ToText(output, template, text)
-        log.warning("%s cannot carry %s %s (stream %d); dropping it", fmt, name, template.type, template.index)
+        log.warning("%s cannot carry %s subtitles (stream %d), which are not text; dropping them", fmt, name,
+                    template.index)
         return None
-
-    def __len__(self) -> int:
-        return len(self._routes)
 
     def mux(self, packet: av.Packet) -> None:
         """Copy (or re-encode) one packet of a kept input stream."""

@@ -158,3 +158,51 @@ def make_library(root: Path) -> Path:
     (root / "broken.mp4").write_bytes((root / "ntsc.mp4").read_bytes()[:2500])
     (root / "notes.txt").write_text("not a video")
     return root
+
+
+def stored_picture(upright: np.ndarray, counter_clockwise: int, mirror: bool) -> np.ndarray:
+    """The picture to store so that a player showing it turned ``counter_clockwise`` degrees, then
+    mirrored left to right (FFmpeg's display matrix, as PyAV's ``set_display_rotation`` sets
+    it), shows ``upright``."""
+    return np.ascontiguousarray(np.rot90(np.fliplr(upright) if mirror else upright, k=-counter_clockwise // 90))
+
+
+def make_oriented_clip(path: Path, upright: list[np.ndarray], counter_clockwise: int = 0, mirror: bool = False,
+                       *, matrix: bool = True, rotate_tag: str | None = None) -> Path:
+    """A clip whose frames a player shows as ``upright`` (BGR): the pictures are stored turned
+    back, with a display matrix (``matrix``) and/or a legacy ``rotate`` tag saying how to show them.
+
+    ``.mkv`` is FFV1 in BGR, ``.mp4`` is lossless H.264 4:4:4 (a phone's codec): either way
+    the decoded pictures are exact, so two clips of the same pictures decode to the same frames.
+    """
+    mkv = path.suffix == ".mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("ffv1" if mkv else "libx264", rate=25)
+        height, width = stored_picture(upright[0], counter_clockwise, mirror).shape[:2]
+        video.width, video.height, video.pix_fmt = width, height, "bgr0" if mkv else "yuv444p"
+        if not mkv:
+            video.options = {"qp": "0"}
+        if matrix:
+            video.set_display_rotation(counter_clockwise, hflip=mirror)
+        if rotate_tag is not None:
+            video.metadata["rotate"] = rotate_tag
+        for i, image in enumerate(upright):
+            frame = av.VideoFrame.from_ndarray(stored_picture(image, counter_clockwise, mirror), format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def corner_pattern(width: int, height: int, i: int = 0) -> np.ndarray:
+    """A BGR picture that is bright in its top-left quadrant only (plus a faint per-frame shade)."""
+    image = np.full((height, width, 3), 20 + 3 * i, np.uint8)
+    image[: height // 2, : width // 2] = 235
+    return image
+
+
+def quadrant_means(image: np.ndarray) -> list[float]:
+    """Mean brightness of the top-left, top-right, bottom-left and bottom-right quadrants."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    return [float(image[rows, cols].mean()) for rows in (slice(0, h), slice(h, 2 * h))
+            for cols in (slice(0, w), slice(w, 2 * w))]
