@@ -153,7 +153,7 @@ class KeptStreams:
 
     @staticmethod
     def _route(output: av.container.OutputContainer, template: av.stream.Stream, fmt: str):
-        name = template.codec_context.name
+        name = template.codec_context.codec.canonical_name
         if can_carry(template, fmt):
             return _Copy(output, template)
         if template.type == "audio":

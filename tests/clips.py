@@ -206,3 +206,71 @@ def quadrant_means(image: np.ndarray) -> list[float]:
     h, w = image.shape[0] // 2, image.shape[1] // 2
     return [float(image[rows, cols].mean()) for rows in (slice(0, h), slice(h, 2 * h))
             for cols in (slice(0, w), slice(w, 2 * w))]
+
+
+#: A minimal ASS header: what text subtitle encoders start from.
+_ASS_HEADER = (b"[Script Info]\r\nScriptType: v4.00+\r\nPlayResX: 384\r\nPlayResY: 288\r\n\r\n[V4+ Styles]\r\n"
+               b"Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
+               b"Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, "
+               b"Alignment, MarginL, MarginR, MarginV, Encoding\r\nStyle: Default,Arial,16,&Hffffff,&Hffffff,&H0,"
+               b"&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0\r\n\r\n[Events]\r\nFormat: Layer, Start, End, Style, "
+               b"Name, MarginL, MarginR, MarginV, Effect, Text\r\n")
+#: (start, end) in ms and text of the subtitles :func:`make_film` writes.
+SUBTITLES = [(80, 380, "Hello"), (480, 780, "World, again")]
+
+
+def make_film(path: Path, audio: list[tuple[str, str, str]], subtitles: list[tuple[str, str, str]],
+              frames: int = 25) -> None:
+    """A 25 fps H.264 clip with audio tracks and subtitle tracks, each ``(codec, language, title)``.
+
+    Text subtitle codecs get :data:`SUBTITLES`; a bitmap one (dvb_subtitle) gets opaque packets.
+    """
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sounds, texts = [], []
+        for codec, language, title in audio:
+            sound = out.add_stream(codec, rate=48000)
+            sound.layout = "stereo"
+            sounds.append(sound)
+        for codec, language, title in subtitles:
+            text = out.add_stream(codec)
+            text.time_base = text.codec_context.time_base = Fraction(1, 1000)
+            if codec != "dvb_subtitle":
+                text.codec_context.subtitle_header = _ASS_HEADER
+            texts.append(text)
+        for stream, (_, language, title) in zip(sounds + texts, audio + subtitles, strict=True):
+            stream.metadata.update(language=language, title=title)
+        samples = [0] * len(sounds)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_image(i, 64, 48), format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+            for k, sound in enumerate(sounds):
+                while samples[k] < (i + 1) * 48000 // 25:
+                    size = sound.codec_context.frame_size or 1024
+                    data = np.random.default_rng(samples[k]).uniform(-0.1, 0.1, (2, size)).astype(np.float32)
+                    chunk = av.AudioFrame.from_ndarray(data, format="fltp", layout="stereo")
+                    chunk.sample_rate, chunk.pts = 48000, samples[k]
+                    for converted in av.AudioResampler(sound.format, "stereo", 48000).resample(chunk):  # e.g. u8
+                        out.mux(sound.encode(converted))
+                    samples[k] += size
+            for start, end, words in SUBTITLES:
+                if i * 40 <= start < (i + 1) * 40:
+                    for text in texts:
+                        _mux_subtitle(out, text, start, end, words)
+        out.mux(video.encode(None))
+        for sound in sounds:
+            out.mux(sound.encode(None))
+
+
+def _mux_subtitle(out, stream, start: int, end: int, words: str) -> None:
+    if stream.codec_context.name == "dvb_subtitle":
+        packet = av.Packet(bytes([0x20, 0x00, 0x0F, 0x10]) + words.encode())
+    else:
+        dialogue = f"0,0,Default,,0,0,0,,{words}".encode()
+        packet = stream.codec_context.encode_subtitle(av.subtitles.subtitle.SubtitleSet.create(dialogue, 0, end - start))
+    packet.stream, packet.time_base = stream, Fraction(1, 1000)
+    packet.pts = packet.dts = start
+    packet.duration = end - start
+    out.mux(packet)
