@@ -35,11 +35,20 @@ def kept_streams(container: av.container.InputContainer, audio: str = "all") -> 
 
 
 def can_carry(stream: av.stream.Stream, fmt: str = "mp4") -> bool:
-    """Whether the ``fmt`` muxer accepts ``stream``'s codec as a stream copy."""
+    """Whether the ``fmt`` muxer accepts ``stream``'s codec as a stream copy.
+
+    A trial file gets one (blank) packet and its trailer: some muxers take a codec in the header
+    and fail only at the end (16-bit PCM in mp4, Opus in mov), which would leave a broken file.
+    """
     try:
         with av.open(io.BytesIO(), "w", format=fmt) as probe_out:
-            probe_out.add_stream_from_template(stream)
+            copy = probe_out.add_stream_from_template(stream)
             probe_out.start_encoding()
+            packet = av.Packet(bytes(64))
+            packet.stream, packet.time_base = copy, stream.time_base
+            packet.pts = packet.dts = 0
+            packet.duration = 1
+            probe_out.mux(packet)
         return True
     except (av.FFmpegError, ValueError):
         return False

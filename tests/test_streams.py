@@ -14,6 +14,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from clips import SUBTITLES, corner_pattern, decoded_pts, make_film, make_oriented_clip
 
 from livedepth.errors import LivedepthError
+from livedepth.passthrough import can_carry
 from livedepth.settings import load_settings
 
 #: (codec, language, title) of the films' tracks: two audio codecs per container, and subtitles
@@ -72,7 +73,7 @@ def films(tmp_path_factory) -> dict[str, Path]:
     films = {"mp4": folder / "film.mp4", "mkv": folder / "film.mkv", "odd": folder / "odd.mkv"}
     make_film(films["mp4"], MP4_AUDIO, MP4_SUBTITLES)
     make_film(films["mkv"], MKV_AUDIO, MKV_SUBTITLES)
-    make_film(films["odd"], [("aac", "eng", "Main"), ("pcm_u8", "fra", "Huit bits")],
+    make_film(films["odd"], [("aac", "eng", "Main"), ("pcm_s16le", "fra", "PCM")],
               [("dvb_subtitle", "eng", "Bitmap"), ("subrip", "fra", "Texte")])
     return films
 
@@ -122,14 +123,23 @@ def test_across_containers_text_subtitles_are_converted_once_and_audio_is_copied
 def test_what_mp4_cannot_carry_is_reencoded_or_dropped_with_one_warning_each(films, tmp_path, weights_pt):
     proc = _convert(films["odd"], tmp_path / "depth.mp4", weights_pt)
     assert proc.stderr.count("cannot carry") == 3
-    assert "mp4 cannot carry pcm_u8 audio (stream 2); re-encoding it to AAC" in proc.stderr
+    assert "mp4 cannot carry pcm_s16le audio (stream 2); re-encoding it to AAC" in proc.stderr
     assert "mp4 cannot carry dvb_subtitle subtitles (stream 3), which are not text; dropping them" in proc.stderr
     assert "mp4 cannot carry subrip subtitles (stream 4); converting them to mov_text" in proc.stderr
     got, want = _streams(tmp_path / "depth.mp4"), _streams(films["odd"])
     assert [(s["codec"], s["language"], s["title"]) for s in got] == \
-        [("aac", "eng", "Main"), ("aac", "fra", "Huit bits"), ("mov_text", "fra", "Texte")]
+        [("aac", "eng", "Main"), ("aac", "fra", "PCM"), ("mov_text", "fra", "Texte")]
     assert got[0]["packets"] == want[0]["packets"]
     assert len(got[1]["packets"]) >= 40  # one second of re-encoded audio
+
+
+def test_can_carry_tries_a_whole_file(films):
+    """mp4 takes 16-bit PCM and mov takes Opus in the header, then fail writing the file."""
+    with av.open(str(films["odd"])) as odd, av.open(str(films["mkv"])) as mkv:
+        pcm, opus = odd.streams.audio[1], mkv.streams.audio[1]
+        assert (pcm.codec_context.name, opus.codec_context.name) == ("pcm_s16le", "opus")
+        assert [can_carry(pcm, fmt) for fmt in ("mp4", "mov", "matroska")] == [False, True, True]
+        assert [can_carry(opus, fmt) for fmt in ("mp4", "mov", "matroska")] == [True, False, True]
 
 
 def test_audio_first_none_and_the_old_boolean_setting(films, tmp_path, weights_pt):
