@@ -1,9 +1,9 @@
 """Video -> depth video: decode and inference threads and an encode stage joined by bounded channels.
 
 No frame is dropped: each channel holds a few items and a full one makes its producer wait,
-so memory stays bounded whatever the video's length. Audio packets travel through the same
-channels in file order and are muxed by the encode stage. Every stage ends its channel in
-``finally``; an error or a stop request in any stage stops the others.
+so memory stays bounded whatever the video's length. Audio and subtitle packets travel through
+the same channels in file order and are muxed by the encode stage. Every stage ends its channel
+in ``finally``; an error or a stop request in any stage stops the others.
 """
 
 from __future__ import annotations

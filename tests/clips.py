@@ -268,8 +268,8 @@ def _mux_subtitle(out, stream, start: int, end: int, words: str) -> None:
     if stream.codec_context.name == "dvb_subtitle":
         packet = av.Packet(bytes([0x20, 0x00, 0x0F, 0x10]) + words.encode())
     else:
-        dialogue = f"0,0,Default,,0,0,0,,{words}".encode()
-        packet = stream.codec_context.encode_subtitle(av.subtitles.subtitle.SubtitleSet.create(dialogue, 0, end - start))
+        cue = av.subtitles.subtitle.SubtitleSet.create(f"0,0,Default,,0,0,0,,{words}".encode(), 0, end - start)
+        packet = stream.codec_context.encode_subtitle(cue)
     packet.stream, packet.time_base = stream, Fraction(1, 1000)
     packet.pts = packet.dts = start
     packet.duration = end - start
