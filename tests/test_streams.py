@@ -70,11 +70,13 @@ def _shift(out: Path, src: Path) -> Fraction:
 @pytest.fixture(scope="module")
 def films(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("films")
-    films = {"mp4": folder / "film.mp4", "mkv": folder / "film.mkv", "odd": folder / "odd.mkv"}
+    films = {"mp4": folder / "film.mp4", "mkv": folder / "film.mkv", "odd": folder / "odd.mkv",
+             "sound": folder / "sound.mkv"}
     make_film(films["mp4"], MP4_AUDIO, MP4_SUBTITLES)
     make_film(films["mkv"], MKV_AUDIO, MKV_SUBTITLES)
     make_film(films["odd"], [("aac", "eng", "Main"), ("pcm_s16le", "fra", "PCM")],
               [("dvb_subtitle", "eng", "Bitmap"), ("subrip", "fra", "Texte")])
+    make_film(films["sound"], [*MKV_AUDIO, ("libmp3lame", "deu", "Kommentar")], [], frames=50)
     return films
 
 
@@ -89,11 +91,22 @@ def test_every_track_is_copied_byte_for_byte_with_its_tags(films, tmp_path, weig
     src, out = films[kind], tmp_path / f"depth.{kind}"
     proc = _convert(src, out, weights_pt)
     assert "cannot carry" not in proc.stderr
+    assert ("written unfragmented because it carries subtitles" in proc.stderr) == (kind == "mp4")
     source = _streams(src)
     assert [s["type"] for s in source] == ["audio", "audio"] + ["subtitle"] * (1 if kind == "mp4" else 2)
     assert {s["language"] for s in source} == {"eng", "fra"} and source[0]["codec"] != source[1]["codec"]
     _same_tracks(_streams(out), source)
     assert decoded_pts(out) == decoded_pts(src)  # the video keeps its timing
+
+
+def test_three_audio_tracks_into_a_fragmented_mp4(films, tmp_path, weights_pt):
+    """Without subtitles the mp4 stays fragmented (a killed run leaves a playable file)."""
+    out = tmp_path / "depth.mp4"
+    proc = _convert(films["sound"], out, weights_pt)
+    assert "cannot carry" not in proc.stderr and "unfragmented" not in proc.stderr
+    assert out.read_bytes().count(b"moof") >= 2
+    _same_tracks(_streams(out), _streams(films["sound"]), flags=False)
+    assert decoded_pts(out) == decoded_pts(films["sound"])
 
 
 def test_across_containers_text_subtitles_are_converted_once_and_audio_is_copied(films, tmp_path, weights_pt):
