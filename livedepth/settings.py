@@ -3,7 +3,7 @@
 Every setting is a field of a section dataclass (``[model]``, ``[render]``, ...) that names
 its flag, its help and its check. :func:`load_settings` merges the three layers and validates
 every value once; a bad value, a wrong type or an unknown key is a one-line
-:class:`~livedepth.errors.LivedepthError` naming the key or flag, the value and what is allowed.
+:class:`~livedepth.core.errors.LivedepthError` naming the key or flag, the value and what is allowed.
 The presets live in ``configs/`` and ship in the wheel as ``livedepth.configs``.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any
 
-from livedepth.colorize import LAYOUTS, NORMALIZE_MODES, colormap_names
-from livedepth.errors import LivedepthError
+from livedepth.render.colorize import LAYOUTS, NORMALIZE_MODES, colormap_names
+from livedepth.core.errors import LivedepthError
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
@@ -62,7 +62,7 @@ def _value_range(value: tuple[float, float]) -> str | None:
 
 
 def _camera_spec(value: str) -> str | None:
-    from livedepth.sources import camera_spec_problem
+    from livedepth.io.sources import camera_spec_problem
 
     return camera_spec_problem(value)
 

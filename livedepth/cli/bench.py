@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from livedepth.cli.common import add_config_flags, say, settings_from
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from livedepth import bench
-    from livedepth.files import check_writable, write_json
+    from livedepth.core.files import check_writable, write_json
 
     if args.json is not None:
         check_writable(args.json)

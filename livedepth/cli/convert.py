@@ -21,7 +21,7 @@ from livedepth.cli.common import (
     say,
     settings_from,
 )
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 DEFAULTS = {("render", "normalize"): "stable"}
 VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
@@ -47,7 +47,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth.convert import progress_enabled
+    from livedepth.run.convert import progress_enabled
 
     quiet = args.quiet or args.convert_quiet
     settings = settings_from(args, DEFAULTS)
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
 def _one_file(args: argparse.Namespace, settings, source: Path, progress: bool, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from livedepth.convert import build_converter, calibration_frames, summary_line
-    from livedepth.estimator import build_estimator
+    from livedepth.run.convert import build_converter, calibration_frames, summary_line
+    from livedepth.inference.estimator import build_estimator
 
     build_converter(settings, source, args.output, lambda image: image)  # checks before the model loads
     estimator = build_estimator(settings, args.weights, calibration_frames(settings, source))
@@ -96,10 +96,10 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
 
     from tqdm import tqdm
 
-    from livedepth import batch
+    from livedepth.app import batch
     from livedepth.backends import available_cores
-    from livedepth.convert import calibration_frames
-    from livedepth.files import check_writable, write_json
+    from livedepth.run.convert import calibration_frames
+    from livedepth.core.files import check_writable, write_json
 
     jobs_flag = _jobs(args.jobs)
     if args.output.suffix.lower() in VIDEO_OUTPUTS or args.output.is_file():
@@ -111,8 +111,8 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
     workers = jobs_flag
     calibration = calibration_frames(settings, jobs[0].source) if jobs else None
     if args.ray is not None:
-        from livedepth.ray_pool import RayPool
-        from livedepth.weights import resolve, weights_spec
+        from livedepth.app.ray_pool import RayPool
+        from livedepth.model.weights import resolve, weights_spec
 
         config = {k: v for k, v in vars(settings.weights).items() if v is not None}
         weights = resolve(weights_spec(args.weights, config)).path

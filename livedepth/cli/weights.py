@@ -15,7 +15,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth import weights as w
+    from livedepth.model import weights as w
 
     settings = settings_from(args)
     config = {k: v for k, v in vars(settings.weights).items() if v is not None}

@@ -19,13 +19,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from livedepth.errors import LivedepthError
-from livedepth.rawdepth import RawDepthWriter
-from livedepth.files import writable
-from livedepth.frames import Frame, Rendered
-from livedepth.stages import Channel, Stages
+from livedepth.core.errors import LivedepthError
+from livedepth.io.rawdepth import RawDepthWriter
+from livedepth.core.files import writable
+from livedepth.core.frames import Frame, Rendered
+from livedepth.core.stages import Channel, Stages
 from livedepth.settings import Settings
-from livedepth.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input, probe
+from livedepth.io.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input, probe
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
     ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``); ``temporal`` (a
-    :class:`~livedepth.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
+    :class:`~livedepth.render.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
     inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
     which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
     written as :func:`partial_path` and renamed when complete, or when stopped.
@@ -337,7 +337,7 @@ def build_converter(settings: Settings, source: Path, output: Path, predict: Cal
 
     The input is probed and the outputs are checked (one-line errors) before anything is written.
     """
-    from livedepth.colorize import Colorizer
+    from livedepth.render.colorize import Colorizer
 
     convert = settings.convert
     colorizer = Colorizer.from_settings(settings.render)
@@ -355,7 +355,7 @@ def make_temporal(settings: Settings):
     """The temporal filter ``[render] temporal`` asks for (a new one per video), or None."""
     if settings.render.temporal != "on":
         return None
-    from livedepth.temporal import TemporalFilter
+    from livedepth.render.temporal import TemporalFilter
 
     return TemporalFilter()
 
@@ -364,7 +364,7 @@ def calibration_frames(settings: Settings, source: Path, count: int = 8) -> list
     """For the int8 backend: frames sampled across ``source`` to calibrate it on (else None)."""
     if settings.model.backend != "int8":
         return None
-    from livedepth.video import sample_frames
+    from livedepth.io.video import sample_frames
 
     frames = sample_frames(source, count)
     log.info("int8: calibrating on %d frames sampled across %s", len(frames), source)

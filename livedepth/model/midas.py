@@ -254,7 +254,7 @@ def _probe(model: nn.Module, height: int, width: int, handles: list) -> None:
 
 def load_model(path: str | Path) -> MidasSmall:
     """Load an official-format checkpoint (a plain ``torch.save``d state dict) in eval mode."""
-    from livedepth.weights import load_state_dict_into
+    from livedepth.model.weights import load_state_dict_into
 
     model = build_model()
     load_state_dict_into(model, Path(path))

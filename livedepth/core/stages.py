@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.colorize import check_colormap, colormap_lut, colormap_names
-from livedepth.errors import LivedepthError
+from livedepth.render.colorize import check_colormap, colormap_lut, colormap_names
+from livedepth.core.errors import LivedepthError
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def decode_depth_frames(frames: Iterable[np.ndarray], colormap: str = "auto") ->
 
 def read_video(path: str | Path, keep_depth_bits: bool = True) -> Iterator[np.ndarray]:
     """Frames of a video file one at a time: 16-bit or 8-bit grey arrays for grey videos, else BGR."""
-    from livedepth.video import open_input
+    from livedepth.io.video import open_input
 
     with open_input(path) as container:
         if not container.streams.video:

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.files import check_writable, write_atomically
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import check_writable, write_atomically
 from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def depth_image(settings: Settings, source: Path, output: Path, raw: Path | None
                 weights: str | Path | None = None) -> np.ndarray:
     """Write the colorized depth of ``source`` to ``output`` (and the float32 depth to ``raw``
     as .npy); returns the rendered image. Inputs and outputs are checked before the model loads."""
-    from livedepth.estimator import build_estimator
+    from livedepth.inference.estimator import build_estimator
 
     colorizer = Colorizer.from_settings(settings.render)
     image = read_image(source)

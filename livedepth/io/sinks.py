@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.frames import Rendered
+from livedepth.core.frames import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class RecordSink(Sink):
         return self._writer.frames_written if self._writer is not None else 0
 
     def write(self, rendered: Rendered) -> None:
-        from livedepth.video import VideoWriter
+        from livedepth.io.video import VideoWriter
 
         image, captured_at = rendered.image, rendered.frame.captured_at
         if self._writer is None:

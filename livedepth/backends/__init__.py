@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from livedepth.errors import LivedepthError
-from livedepth.files import read_cache, write_cache
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import read_cache, write_cache
 from livedepth.settings import BACKEND_NAMES
 
 if TYPE_CHECKING:
-    from livedepth.model import MidasSmall
+    from livedepth.model.midas import MidasSmall
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def resolve_name(name: str) -> str:
 
 def artifact_dir(weights_path: Path) -> Path:
     """Where exported models go: next to the weights, else the livedepth cache."""
-    from livedepth.weights import cache_dir
+    from livedepth.model.weights import cache_dir
 
     folder = weights_path.parent
     if os.access(folder, os.W_OK):
@@ -166,7 +166,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: MidasSmall, threads: int | None = None, eager: bool = False) -> None:
-        from livedepth.model import fold_batchnorm
+        from livedepth.model.midas import fold_batchnorm
 
         self.threads = threads
         self.eager = eager  # run the module as it is: nothing built per input size
@@ -204,7 +204,7 @@ def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
 
     The exported graph has BN folded into the convs and the "same" padding fixed.
     """
-    from livedepth.model import fold_batchnorm, static_padding
+    from livedepth.model.midas import fold_batchnorm, static_padding
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -233,7 +233,7 @@ def graph_version() -> str:
     """A digest of everything that shapes the exported graph: the model code, the export
     code, the opset and the torch version. It is part of every cached file's name, so a
     code change never reuses a stale export."""
-    from livedepth import model
+    from livedepth.model import midas as model
 
     digest = hashlib.sha256()
     for part in (inspect.getsource(model), inspect.getsource(export_onnx), str(OPSET), torch.__version__):

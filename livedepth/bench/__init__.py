@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from livedepth import backends
 from livedepth.backends import available_cores
-from livedepth.errors import LivedepthError
-from livedepth.model import MidasSmall, build_model, count_flops
+from livedepth.core.errors import LivedepthError
+from livedepth.model.midas import MidasSmall, build_model, count_flops
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def _backend_runner(backend: backends.Backend, x: np.ndarray, threads: int) -> C
 def measure_startup(weights: Path, backend: str, size: int, threads: int) -> float:
     """Seconds from starting a fresh Python process to its first depth frame (caches warm)."""
     code = (  # not through livedepth.bench, whose imports the estimator itself may not need
-        "import sys, time, json; from livedepth.estimator import DepthEstimator, synthetic_frames; "
+        "import sys, time, json; from livedepth.inference.estimator import DepthEstimator, synthetic_frames; "
         "e = DepthEstimator(weights=sys.argv[1], backend=sys.argv[2], size=int(sys.argv[3]), "
         "threads=int(sys.argv[4])); "
         "e.predict(synthetic_frames(1)[0]); print(json.dumps({'startup_s': time.time() - float(sys.argv[5])}))"
@@ -356,7 +356,7 @@ def run_bench(
 
     ``gemm_n``: the side of the GEMMs that give the fp32 peak (smaller only where a big one
     takes too long, as under emulation: a small GEMM understates the peak)."""
-    from livedepth.estimator import DepthEstimator
+    from livedepth.inference.estimator import DepthEstimator
 
     names = list(backend_names) if backend_names else [b for b in backends.BACKENDS if backends.is_available(b)]
     for name in names:
@@ -496,7 +496,7 @@ def format_table(report: dict) -> str:
 
 def write_test_video(path: Path, frames: int, fps: float = 30.0) -> Path:
     """A synthetic 640x480 mp4 (moving smooth texture) for end-to-end runs."""
-    from livedepth.estimator import synthetic_frames
+    from livedepth.inference.estimator import synthetic_frames
 
     base = synthetic_frames(2, *FRAME_HW)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (FRAME_HW[1], FRAME_HW[0]))
@@ -538,9 +538,9 @@ def seeds_loop(video: Path, reference: MidasSmall, size: int = 256, max_frames: 
 
 def live_loop(video: Path, estimator, max_frames: int) -> float:
     """livedepth's live pipeline on the same file with no window or sinks; processed fps."""
-    from livedepth.colorize import Colorizer
-    from livedepth.pipeline import LivePipeline
-    from livedepth.sources import FileSource
+    from livedepth.render.colorize import Colorizer
+    from livedepth.run.pipeline import LivePipeline
+    from livedepth.io.sources import FileSource
 
     pipeline = LivePipeline(
         FileSource(video), estimator, Colorizer(normalize="stable"), max_frames=max_frames
@@ -553,7 +553,7 @@ def end_to_end(
     weights: str | Path | None, backend: str, threads: int, frames: int, weights_config: dict | None = None
 ) -> dict:
     """Seeds' loop vs the live pipeline on one synthetic 640x480 video, interleaved twice."""
-    from livedepth.estimator import DepthEstimator
+    from livedepth.inference.estimator import DepthEstimator
 
     torch.set_num_threads(threads)
     estimator = DepthEstimator(weights, threads=threads, backend=backend, weights_config=weights_config)

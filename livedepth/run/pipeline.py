@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from livedepth.frames import Frame, Rendered
-from livedepth.sinks import Sink
-from livedepth.sources import Capture, Source
-from livedepth.stages import POLL_S, Channel, Latest, Stages
+from livedepth.core.frames import Frame, Rendered
+from livedepth.io.sinks import Sink
+from livedepth.io.sources import Capture, Source
+from livedepth.core.stages import POLL_S, Channel, Latest, Stages
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class LivePipeline:
     added with :meth:`add_sink` before the run. ``colorizer`` may be changed while running (the
     web page and the window's keys do). ``max_frames`` ends the run after that many processed
     frames; ``max_fps`` caps the processing rate (``None`` or 0: as fast as the model goes).
-    ``temporal`` (a :class:`~livedepth.temporal.TemporalFilter`) filters the depth of each
+    ``temporal`` (a :class:`~livedepth.render.temporal.TemporalFilter`) filters the depth of each
     processed frame, in the output stage (so it overlaps the next forward). ``stop()`` ends
     the run from any thread; ``abort()`` also drops the frame in flight.
     """
@@ -171,7 +171,7 @@ class LivePipeline:
     def run(self) -> dict:
         """Run until the end of input, ``stop()`` or an error; returns ``stats.snapshot()``.
 
-        Raises :class:`~livedepth.errors.LivedepthError` (one line) when a stage failed.
+        Raises :class:`~livedepth.core.errors.LivedepthError` (one line) when a stage failed.
         """
         capture = Capture(self.source, self._holder, self.stages.stop_event)
         self.stats.start()

@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from livedepth.batch import FileResult, Job, convert_job, peak_rss_mb
-from livedepth.convert import partial_path
-from livedepth.errors import LivedepthError
-from livedepth.files import write_atomically
+from livedepth.app.batch import FileResult, Job, convert_job, peak_rss_mb
+from livedepth.run.convert import partial_path
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import write_atomically
 from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ class ConvertActor:
     """
 
     def __init__(self, settings: Settings, weights: bytes, weights_sha256: str, calibration=None) -> None:
-        from livedepth.estimator import build_estimator
-        from livedepth.weights import cache_dir
+        from livedepth.inference.estimator import build_estimator
+        from livedepth.model.weights import cache_dir
 
         if _sha256(weights) != weights_sha256:
             raise LivedepthError("the weights arrived damaged (SHA-256 mismatch)")
@@ -102,7 +102,7 @@ class ConvertActor:
 
 
 class RayPool:
-    """Converts jobs on a Ray cluster; the same ``run``/``stop`` as :class:`~livedepth.batch.LocalPool`."""
+    """Converts jobs on a Ray cluster; the same ``run``/``stop`` as :class:`~livedepth.app.batch.LocalPool`."""
 
     def __init__(self, settings: Settings, weights: Path, address: str | None = None,
                  transfer: bool = False, actors: int | None = None, calibration=None) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 log = logging.getLogger(__name__)
 

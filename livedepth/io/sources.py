@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.errors import LivedepthError
-from livedepth.frames import Frame
-from livedepth.stages import Latest
+from livedepth.core.errors import LivedepthError
+from livedepth.core.frames import Frame
+from livedepth.core.stages import Latest
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 import cv2
 import numpy as np
 
-from livedepth.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
-from livedepth.errors import LivedepthError
-from livedepth.frames import Rendered
+from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
+from livedepth.core.errors import LivedepthError
+from livedepth.core.frames import Rendered
 from livedepth.settings import WebSettings
-from livedepth.sinks import Sink
-from livedepth.stages import Latest
-from livedepth.uploads import HTTPError, UploadLimits, UploadWorker
+from livedepth.io.sinks import Sink
+from livedepth.core.stages import Latest
+from livedepth.web.uploads import HTTPError, UploadLimits, UploadWorker
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class WebServer:
 
     ``stats`` gives the live run's statistics and ``colorizer`` is the live run's colorizer,
     which the page may change (both None without a live source). With ``estimator`` (the live
-    run's), photo uploads are served by an :class:`~livedepth.uploads.UploadWorker` process
+    run's), photo uploads are served by an :class:`~livedepth.web.uploads.UploadWorker` process
     that builds the same model. The live frames arrive through :attr:`hub`.
     """
 

@@ -12,13 +12,13 @@ import logging
 import threading
 from pathlib import Path
 
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.files import check_writable, write_json
-from livedepth.pipeline import LivePipeline
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import check_writable, write_json
+from livedepth.run.pipeline import LivePipeline
 from livedepth.settings import Settings
-from livedepth.stages import POLL_S
-from livedepth.web import WebOptions, WebServer, WebSink, parse_address
+from livedepth.core.stages import POLL_S
+from livedepth.web.server import WebOptions, WebServer, WebSink, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     ``serve`` is the ``serve`` command (web on ``[web] host:port``, no window); ``with_source``
     False serves the photo page only. ``weights`` is ``--weights``.
     """
-    from livedepth.convert import make_temporal
-    from livedepth.estimator import build_estimator
-    from livedepth.sources import open_source
+    from livedepth.run.convert import make_temporal
+    from livedepth.inference.estimator import build_estimator
+    from livedepth.io.sources import open_source
 
     live = settings.live
     colorizer = Colorizer.from_settings(settings.render)
@@ -108,7 +108,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
             check_writable(path)
     display = live.display and not serve and with_source
     if display:
-        from livedepth.display import check_gui
+        from livedepth.io.display import check_gui
 
         check_gui()
         if not live.snapshot_dir.is_dir():
@@ -117,7 +117,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     if not with_source:
         return LiveRun(None, WebServer(options, estimator=build_estimator(settings, weights)).start(), None)
     if live.input is None:
-        from livedepth.sources import check_camera
+        from livedepth.io.sources import check_camera
 
         check_camera(live.camera)
     source = open_source(camera=live.camera, input=live.input, realtime=live.realtime,
@@ -128,11 +128,11 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
         pipeline = LivePipeline(source, estimator, colorizer, max_frames=live.max_frames, max_fps=live.max_fps,
                                 temporal=make_temporal(settings))
         if live.record is not None:
-            from livedepth.sinks import RecordSink
+            from livedepth.io.sinks import RecordSink
 
             pipeline.add_sink(RecordSink(live.record, source.fps))
         if display:
-            from livedepth.display import DisplaySink
+            from livedepth.io.display import DisplaySink
 
             pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir))
         server = None

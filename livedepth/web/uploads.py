@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 import cv2
 import numpy as np
 
-from livedepth.colorize import Colorizer
+from livedepth.render.colorize import Colorizer
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
         os.setsid()  # Ctrl+C in the terminal is for the server: it ends this process by closing the pipe
     background_priority()  # before any thread starts: the runtime's pools inherit it
     try:
-        from livedepth.estimator import DepthEstimator
+        from livedepth.inference.estimator import DepthEstimator
 
         estimator, failure = DepthEstimator(**estimator_settings), None
     except Exception as exc:  # noqa: BLE001 - every request gets the reason

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from livedepth import backends
-from livedepth import weights as weights_mod
+from livedepth.model import weights as weights_mod
 from livedepth.backends import available_cores
 from livedepth.settings import Settings
 
@@ -188,7 +188,7 @@ class DepthEstimator:
     def _load_model(self):
         with self._model_lock:
             if self._model is None:
-                from livedepth.model import build_model
+                from livedepth.model.midas import build_model
 
                 model = build_model()
                 weights_mod.load_state_dict_into(model, self.weights_path, self.weights_sha256)

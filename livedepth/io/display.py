@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.errors import LivedepthError
-from livedepth.files import write_atomically
-from livedepth.frames import Rendered
-from livedepth.sinks import Sink
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import write_atomically
+from livedepth.core.frames import Rendered
+from livedepth.io.sinks import Sink
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from livedepth.errors import LivedepthError
-from livedepth.frames import Frame
+from livedepth.core.errors import LivedepthError
+from livedepth.core.frames import Frame
 
 log = logging.getLogger(__name__)
 

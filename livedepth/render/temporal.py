@@ -2,10 +2,10 @@
 
 MiDaS predicts every frame on its own, so on video its depth wobbles from frame to frame:
 a smooth non-affine field of a few percent of the depth range, on top of the per-frame gain
-and offset that :class:`livedepth.colorize.StableNormalizer` cancels. :class:`TemporalFilter`
+and offset that :class:`livedepth.render.colorize.StableNormalizer` cancels. :class:`TemporalFilter`
 keeps a filtered history and, for every frame:
 
-1. starts over from the frame at a scene cut (:class:`livedepth.colorize.SceneCutDetector`,
+1. starts over from the frame at a scene cut (:class:`livedepth.render.colorize.SceneCutDetector`,
    shared with ``StableNormalizer``), or when it has no history;
 2. computes DIS optical flow (ultrafast preset) from the frame back to the previous one, on
    grey frames of ``flow_size`` pixels on the long side, and a photometric trust: 1 where
@@ -39,7 +39,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from livedepth.colorize import SceneCutDetector
+from livedepth.render.colorize import SceneCutDetector
 
 #: Frames for the flow with a shorter side than this pass through unfiltered: DIS fails on
 #: some of them, or crashes (measured with OpenCV 5.0: short sides up to 30 px).

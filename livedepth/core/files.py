@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 
 def writable(folder: Path) -> bool:
@@ -47,7 +47,7 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def _cache_file(name: str) -> Path:
-    from livedepth.weights import cache_dir
+    from livedepth.model.weights import cache_dir
 
     return cache_dir() / f"{name}.json"
 

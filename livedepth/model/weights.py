@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from livedepth.errors import WeightsError
+from livedepth.core.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def describe(spec: WeightsSpec) -> str:
 def fetch_and_verify(spec: WeightsSpec, download: bool = False) -> str:
     """Resolve the weights (downloading them with ``download``), load them into the model and
     return ``PATH ok sha256=... (from ORIGIN)``."""
-    from livedepth.model import build_model
+    from livedepth.model.midas import build_model
 
     resolved = resolve(spec, allow_download=download)
     sha = load_state_dict_into(build_model(), resolved.path, spec.sha256)

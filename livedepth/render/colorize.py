@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 import numpy as np
 
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 if TYPE_CHECKING:
     from livedepth.settings import RenderSettings
@@ -198,7 +198,7 @@ class SceneCutDetector:
     squares would shrink by the correlation). A cut is a grid correlation below
     ``cut_correlation``, a gain outside ``1/max_gain .. max_gain``, or a shift of more than
     a quarter of the view. Shared by :class:`StableNormalizer` and
-    :class:`livedepth.temporal.TemporalFilter`.
+    :class:`livedepth.render.temporal.TemporalFilter`.
     """
 
     grid: tuple[int, int] = (40, 30)

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from livedepth.convert import build_converter
-from livedepth.errors import LivedepthError
+from livedepth.run.convert import build_converter
+from livedepth.core.errors import LivedepthError
 from livedepth.settings import Settings
-from livedepth.stages import one_line
+from livedepth.core.stages import one_line
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _worker_main(name: str, settings: Settings, weights: str | None, calibration
     """A worker process: load the model once, then convert job after job until the sentinel."""
     if worker_init is not None:
         worker_init()
-    from livedepth.estimator import build_estimator
+    from livedepth.inference.estimator import build_estimator
 
     try:
         estimator = build_estimator(settings, weights, calibration)
@@ -294,7 +294,7 @@ class LocalPool:
 
 def total_frames(jobs: Sequence[Job]) -> int | None:
     """The frames of every input as their containers state them (None when one does not say)."""
-    from livedepth.video import probe
+    from livedepth.io.video import probe
 
     total = 0
     for job in jobs:
@@ -362,7 +362,7 @@ def choose_jobs(settings: Settings, weights: str | Path | None, cores: int,
     import platform
     import tempfile
 
-    from livedepth.files import read_cache, write_cache
+    from livedepth.core.files import read_cache, write_cache
 
     model = settings.model
     key = f"{platform.processor() or platform.machine()}|{cores}|{model.backend}|{model.size}|{model.keep_aspect}"
