@@ -25,10 +25,10 @@ def main() -> None:
 
     from clips import make_clip
 
-    from livedepth.colorize import Colorizer
-    from livedepth.convert import Converter
-    from livedepth.estimator import DepthEstimator
-    from livedepth.video import probe, read_frames
+    from livedepth.render.colorize import Colorizer
+    from livedepth.run.convert import Converter
+    from livedepth.inference.estimator import DepthEstimator
+    from livedepth.io.video import probe, read_frames
 
     with workspace(args.weights) as (tmp, weights):
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)

@@ -43,7 +43,7 @@ def upload(port: int, shape: tuple[int, int], results: list) -> None:
 
 
 def one_run(weights: Path, clip: Path, config: str | None, seconds: float, uploads: bool) -> dict:
-    from livedepth.live import build_live_run
+    from livedepth.app.live import build_live_run
     from livedepth.settings import load_settings
 
     flags = {("live", "input"): str(clip), ("web", "serve"): "127.0.0.1:0", ("live", "display"): False,

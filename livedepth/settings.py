@@ -19,14 +19,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Any
 
-from livedepth.render.colorize import LAYOUTS, NORMALIZE_MODES, colormap_names
 from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
+from livedepth.render.colorize import colormap_names
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
-
-BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def setting(default: Any, flag: str | None = None, help: str = "", *, check: Check | None = None,
@@ -59,12 +56,6 @@ def _colormap(name: str) -> str | None:
 
 def _value_range(value: tuple[float, float]) -> str | None:
     return None if value[1] > value[0] else "needs LO < HI"
-
-
-def _camera_spec(value: str) -> str | None:
-    from livedepth.io.sources import camera_spec_problem
-
-    return camera_spec_problem(value)
 
 
 def _sha256(value: str) -> str | None:
@@ -111,7 +102,7 @@ class LiveSettings:
     # A string once loaded ("0", "picam", "picam:1"); TOML may give an index as an int (camera = 0).
     camera: str | int = setting("0", "--camera", "camera (when no --input is given): an index N, or picam / "
                                 "picam:N for a Raspberry Pi Camera Module through picamera2",
-                                check=_camera_spec, metavar="N|picam[:N]")
+                                check=camera_spec_problem, metavar="N|picam[:N]")
     input: str | None = setting(None, "--input", "video file, or an http(s):// or rtsp:// stream",
                                 metavar="PATH_OR_URL")
     realtime: bool = setting(False, "--realtime", "play a file at its native frame rate")

@@ -127,8 +127,8 @@ def midas_like(
 
 def tc_by_mode(pairs: Iterable[tuple[np.ndarray, np.ndarray]], modes: tuple[str, ...] = ("frame", "stable")) -> dict:
     """Temporal consistency of the colours each normalisation mode gives for (frame, depth) pairs."""
-    from livedepth.colorize import Colorizer
-    from livedepth.metrics import temporal_consistency
+    from livedepth.render.colorize import Colorizer
+    from livedepth.render.metrics import temporal_consistency
 
     pairs = list(pairs)
     report = {}

@@ -16,9 +16,10 @@ from cli_helpers import assert_one_line_error, run_cli
 from golden import TEST_IMAGE, load_fixture, rel_error
 
 from livedepth import backends
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator, synthetic_frames
-from livedepth.model import build_model, fold_batchnorm, load_model, static_padding
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator, synthetic_frames
+from livedepth.model.midas import build_model, fold_batchnorm, static_padding
+from livedepth.model.weights import load_model
 
 FP32 = ["torch", "onnx", "openvino"]
 

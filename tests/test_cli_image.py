@@ -10,7 +10,7 @@ import pytest
 
 from cli_helpers import assert_one_line_error, run_cli
 from golden import TEST_IMAGE
-from livedepth.estimator import DepthEstimator
+from livedepth.inference.estimator import DepthEstimator
 
 
 @pytest.mark.parametrize(("layout", "width"), [("depth", 640), ("side", 1280), ("overlay", 640)])

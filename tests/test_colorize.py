@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from synthetic_scene import SceneClip, midas_like, tc_by_mode
 
-from livedepth.colorize import (
+from livedepth.render.colorize import (
     LAYOUTS,
     Colorizer,
     StableNormalizer,
@@ -20,7 +20,7 @@ from livedepth.colorize import (
     percentile_bounds,
     scale_to_uint8,
 )
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 
 def _ramp(h: int = 60, w: int = 80) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import ROOT
 from clips import decoded_pts, frames_in_growing_file, make_clip
 
-from livedepth.convert import partial_path
+from livedepth.run.convert import partial_path
 
 FRAMES = 900  # far more than gets converted before the signal
 

@@ -98,7 +98,7 @@ def test_sigterm_stops_cleanly_with_stats_and_a_playable_file(tmp_path, weights_
 
 
 def test_opencv_without_gui_is_explained(monkeypatch):
-    from livedepth import display
+    from livedepth.io import display
 
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(display.cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")

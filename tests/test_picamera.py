@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from livedepth import sources
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator
-from livedepth.pipeline import LivePipeline
+from livedepth.io import sources
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.run.pipeline import LivePipeline
 from livedepth.settings import load_settings
-from livedepth.sinks import Sink
-from livedepth.sources import PicameraSource, open_source, parse_camera
+from livedepth.io.sinks import Sink
+from livedepth.io.sources import PicameraSource, open_source, parse_camera
 
 FAKE = Path(__file__).resolve().parent / "fake_picamera2"
 SMALL = (160, 120)

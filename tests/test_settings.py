@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 from livedepth.settings import load_settings, preset_names
 
 TEST_IMAGE = Path(__file__).parent / "fixtures" / "test_image_640x480.png"

@@ -10,10 +10,10 @@ import pytest
 from clips import live_clip
 from live_helpers import free_port, kill, start_mjpeg_server
 
-from livedepth.errors import LivedepthError
-from livedepth.frames import Frame
-from livedepth.sources import CameraSource, Capture, FileSource, Source, StreamSource, open_source
-from livedepth.stages import Latest, Stages
+from livedepth.core.errors import LivedepthError
+from livedepth.core.frames import Frame
+from livedepth.io.sources import CameraSource, Capture, FileSource, Source, StreamSource, open_source
+from livedepth.core.stages import Latest, Stages
 
 
 def _capture(source) -> tuple[Capture, Latest[Frame], Stages]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from synthetic_scene import SceneClip
 
-from livedepth.temporal import TemporalFilter
+from livedepth.render.temporal import TemporalFilter
 
 W, H = 320, 240
 

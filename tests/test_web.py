@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import pytest
 
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator
-from livedepth.pipeline import LivePipeline
-from livedepth.sources import Source
-from livedepth.uploads import image_size
-from livedepth.web import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.run.pipeline import LivePipeline
+from livedepth.io.sources import Source
+from livedepth.web.uploads import image_size
+from livedepth.web.server import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
 
 FIXTURE_PNG = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
 

@@ -23,13 +23,12 @@ from pathlib import Path
 
 from livedepth.run.convert import build_converter
 from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import VIDEO_SUFFIXES
 from livedepth.settings import Settings
 from livedepth.core.stages import one_line
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
-                            ".m2ts", ".wmv", ".flv", ".3gp", ".ogv"})
 #: How often blocked loops look for a stop request (seconds).
 POLL_S = 0.2
 

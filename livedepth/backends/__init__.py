@@ -45,7 +45,7 @@ import torch
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import read_cache, write_cache
-from livedepth.settings import BACKEND_NAMES
+from livedepth.core.vocab import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from livedepth.model.midas import MidasSmall

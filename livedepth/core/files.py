@@ -46,9 +46,13 @@ def write_json(path: Path, data: dict) -> None:
     write_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-def _cache_file(name: str) -> Path:
-    from livedepth.model.weights import cache_dir
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/livedepth``, or ``~/.cache/livedepth``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "livedepth"
 
+
+def _cache_file(name: str) -> Path:
     return cache_dir() / f"{name}.json"
 
 

@@ -6,7 +6,6 @@ official ``midas_v21_small_256.pt`` loads unchanged with ``strict=True``.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import timm
 import torch
@@ -14,7 +13,7 @@ from timm.layers import Conv2dSame
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MidasSmall", "build_model", "count_flops", "fold_batchnorm", "load_model", "static_padding"]
+__all__ = ["MidasSmall", "build_model", "count_flops", "fold_batchnorm", "static_padding"]
 
 #: Channels of the four backbone taps (strides 4, 8, 16, 32).
 BACKBONE_CHANNELS = (32, 48, 136, 384)
@@ -250,12 +249,3 @@ def _probe(model: nn.Module, height: int, width: int, handles: list) -> None:
     finally:
         for handle in handles:
             handle.remove()
-
-
-def load_model(path: str | Path) -> MidasSmall:
-    """Load an official-format checkpoint (a plain ``torch.save``d state dict) in eval mode."""
-    from livedepth.model.weights import load_state_dict_into
-
-    model = build_model()
-    load_state_dict_into(model, Path(path))
-    return model

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from livedepth.core.errors import WeightsError
+from livedepth.core.files import cache_dir
+from livedepth.model.midas import MidasSmall, build_model
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,6 @@ class ResolvedWeights:
 
     path: Path
     origin: str
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/livedepth``, or ``~/.cache/livedepth``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "livedepth"
 
 
 def weights_spec(flag: str | Path | None = None, config: Mapping[str, object] | None = None) -> WeightsSpec:
@@ -210,8 +206,13 @@ def describe(spec: WeightsSpec) -> str:
 def fetch_and_verify(spec: WeightsSpec, download: bool = False) -> str:
     """Resolve the weights (downloading them with ``download``), load them into the model and
     return ``PATH ok sha256=... (from ORIGIN)``."""
-    from livedepth.model.midas import build_model
-
     resolved = resolve(spec, allow_download=download)
     sha = load_state_dict_into(build_model(), resolved.path, spec.sha256)
     return f"{resolved.path} ok sha256={sha} (from {resolved.origin})"
+
+
+def load_model(path: str | Path) -> MidasSmall:
+    """Load an official-format checkpoint (a plain ``torch.save``d state dict) in eval mode."""
+    model = build_model()
+    load_state_dict_into(model, Path(path))
+    return model
