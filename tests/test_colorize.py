@@ -8,10 +8,8 @@ import pytest
 from synthetic_scene import SceneClip, midas_like, tc_by_mode
 
 from livedepth.render.colorize import (
-    LAYOUTS,
     Colorizer,
     StableNormalizer,
-    _global_shift,
     apply_colormap,
     blur_background,
     colormap_lut,
@@ -21,6 +19,8 @@ from livedepth.render.colorize import (
     scale_to_uint8,
 )
 from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import LAYOUTS
+from livedepth.render.alignment import _global_shift
 
 
 def _ramp(h: int = 60, w: int = 80) -> np.ndarray:

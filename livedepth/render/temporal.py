@@ -5,7 +5,7 @@ a smooth non-affine field of a few percent of the depth range, on top of the per
 and offset that :class:`livedepth.render.colorize.StableNormalizer` cancels. :class:`TemporalFilter`
 keeps a filtered history and, for every frame:
 
-1. starts over from the frame at a scene cut (:class:`livedepth.render.colorize.SceneCutDetector`,
+1. starts over from the frame at a scene cut (:class:`livedepth.render.alignment.SceneCutDetector`,
    shared with ``StableNormalizer``), or when it has no history;
 2. computes DIS optical flow (ultrafast preset) from the frame back to the previous one, on
    grey frames of ``flow_size`` pixels on the long side, and a photometric trust: 1 where
@@ -39,7 +39,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from livedepth.render.colorize import SceneCutDetector
+from livedepth.render.alignment import SceneCutDetector, trimmed_fit
 
 #: Frames for the flow with a shorter side than this pass through unfiltered: DIS fails on
 #: some of them, or crashes (measured with OpenCV 5.0: short sides up to 30 px).
@@ -187,23 +187,12 @@ def _pixel_grid(w: int, h: int) -> np.ndarray:
 
 
 def _robust_affine(x: np.ndarray, y: np.ndarray, trim: float) -> tuple[float, float, float] | None:
-    """``(a, c, s)``: ``y ~ a * x + c`` by least squares refitted twice on the ``trim`` share
-    of smallest residuals, and ``s`` the residuals' robust scale (1.4826 median ``|r|``,
+    """``(a, c, s)``: ``y ~ a * x + c`` by :func:`~livedepth.render.alignment.trimmed_fit` on
+    the finite pairs, and ``s`` the residuals' robust scale (1.4826 median ``|r|``,
     at least 1e-6 of the mean ``|y|``); None with fewer than 16 finite pairs."""
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok].astype(np.float64), y[ok].astype(np.float64)
     if x.size < 16:
         return None
-    a, c = 1.0, 0.0
-    keep = np.ones(x.size, bool)
-    for _ in range(2):
-        xk, yk = x[keep], y[keep]
-        xm, ym = xk.mean(), yk.mean()
-        var = float(((xk - xm) ** 2).sum())
-        if var > 1e-20:
-            a = float(((xk - xm) * (yk - ym)).sum() / var)
-        c = float(ym - a * xm)
-        resid = np.abs(y - (a * x + c))
-        k = min(resid.size - 1, int(trim * resid.size))
-        keep = resid <= np.partition(resid, k)[k]
+    a, c, _, resid, _ = trimmed_fit(x, y, trim)
     return a, c, max(1.4826 * float(np.median(resid)), 1e-6 * float(np.abs(y).mean()), 1e-20)
