@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from livedepth.io import sources
+from livedepth.io import picamera, sources
 from livedepth.render.colorize import Colorizer
 from livedepth.core.errors import LivedepthError
 from livedepth.inference.estimator import DepthEstimator
 from livedepth.run.pipeline import LivePipeline
 from livedepth.settings import load_settings
 from livedepth.io.sinks import Sink
-from livedepth.io.sources import PicameraSource, open_source, parse_camera
+from livedepth.io.picamera import PicameraSource
+from livedepth.io.sources import open_source, parse_camera
 
 FAKE = Path(__file__).resolve().parent / "fake_picamera2"
 SMALL = (160, 120)
@@ -121,7 +122,7 @@ def test_a_camera_error_mid_stream_ends_the_run_and_closes_the_camera(fake, esti
 
 
 def test_a_stalled_camera_is_an_error(fake, monkeypatch):
-    monkeypatch.setattr(sources, "CAMERA_STALL_S", 0.3)
+    monkeypatch.setattr(picamera, "CAMERA_STALL_S", 0.3)
     source = PicameraSource(0, size=SMALL)
     camera = fake.instances[-1]
     camera.stall_after = 2

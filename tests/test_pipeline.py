@@ -18,7 +18,8 @@ from livedepth.inference.estimator import DepthEstimator
 from livedepth.run.pipeline import LivePipeline
 from livedepth.core.frames import Rendered
 from livedepth.io.sinks import RecordSink, Sink
-from livedepth.io.sources import FileSource, Source
+from livedepth.io.source import Source
+from livedepth.io.sources import FileSource
 
 STATS_KEYS = {
     "frames_captured", "frames_processed", "frames_dropped", "frames_shown",

@@ -12,7 +12,9 @@ from live_helpers import free_port, kill, start_mjpeg_server
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame
-from livedepth.io.sources import CameraSource, Capture, FileSource, Source, StreamSource, open_source
+from livedepth.io.source import Source
+from livedepth.io.sources import CameraSource, FileSource, StreamSource, open_source
+from livedepth.run.capture import Capture
 from livedepth.core.stages import Latest, Stages
 
 

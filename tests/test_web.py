@@ -23,7 +23,7 @@ from livedepth.render.colorize import Colorizer
 from livedepth.core.errors import LivedepthError
 from livedepth.inference.estimator import DepthEstimator
 from livedepth.run.pipeline import LivePipeline
-from livedepth.io.sources import Source
+from livedepth.io.source import Source
 from livedepth.web.uploads import image_size
 from livedepth.web.server import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
 

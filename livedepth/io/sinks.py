@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 
 from livedepth.core.frames import Rendered
+from livedepth.core.vocab import DEFAULT_FPS
+from livedepth.io.video import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ class RecordSink(Sink):
     fitted into it. The mp4 is fragmented, so an interrupted run leaves a playable file.
     """
 
-    def __init__(self, path: str | Path, rate: float = 30.0) -> None:
+    def __init__(self, path: str | Path, rate: float = DEFAULT_FPS) -> None:
         self.path = Path(path)
-        self.rate = rate or 30.0
+        self.rate = rate or DEFAULT_FPS
         self._writer = None
         self._t0: float | None = None
         self._last_pts = -1
@@ -65,8 +67,6 @@ class RecordSink(Sink):
         return self._writer.frames_written if self._writer is not None else 0
 
     def write(self, rendered: Rendered) -> None:
-        from livedepth.io.video import VideoWriter
-
         image, captured_at = rendered.image, rendered.frame.captured_at
         if self._writer is None:
             h, w = image.shape[:2]

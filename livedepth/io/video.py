@@ -15,6 +15,7 @@ import numpy as np
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame
+from livedepth.core.vocab import DEFAULT_FPS, muxer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class VideoInfo:
     @property
     def rate(self) -> Fraction:
         """The average frame rate as an exact fraction (falls back to 1/time_base bounds)."""
-        return Fraction(self.fps).limit_denominator(1_000_000) if self.fps > 0 else Fraction(30)
+        return Fraction(self.fps).limit_denominator(1_000_000) if self.fps > 0 else Fraction(DEFAULT_FPS)
 
 
 @dataclass
@@ -250,8 +251,8 @@ class VideoWriter:
             log.info("padding %dx%d to %dx%d with black (yuv420p needs even sizes)",
                      width, height, width + self._pad[0], height + self._pad[1])
         time_base = Fraction(time_base)
-        rate = Fraction(rate).limit_denominator(1_000_000) if rate else Fraction(30)
-        fmt = format or {".mov": "mov", ".mkv": "matroska"}.get(self.path.suffix.lower(), "mp4")
+        rate = Fraction(rate).limit_denominator(1_000_000) if rate else Fraction(DEFAULT_FPS)
+        fmt = format or muxer(self.path)
         options: dict[str, str] = {}
         if fmt in ("mp4", "mov"):
             options["avoid_negative_ts"] = "disabled"  # keep pts as given (an edit list handles offsets)

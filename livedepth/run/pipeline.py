@@ -19,7 +19,8 @@ import numpy as np
 
 from livedepth.core.frames import Frame, Rendered
 from livedepth.io.sinks import Sink
-from livedepth.io.sources import Capture, Source
+from livedepth.io.source import Source
+from livedepth.run.capture import Capture
 from livedepth.core.stages import POLL_S, Channel, Latest, Stages
 
 log = logging.getLogger(__name__)

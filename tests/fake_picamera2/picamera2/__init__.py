@@ -1,6 +1,6 @@
 """API-CONTRACT STAND-IN for picamera2. This is NOT picamera2 and NOT a test of real hardware.
 
-It implements only the picamera2 calls ``livedepth.io.sources.PicameraSource`` makes, with the
+It implements only the picamera2 calls ``livedepth.io.picamera.PicameraSource`` makes, with the
 behaviour the Picamera2 manual documents, so the adapter can be tested on a machine without a
 Raspberry Pi. It is importable as ``picamera2`` only while a test puts this folder on
 ``sys.path`` (``tests/test_picamera.py``), or a CLI test puts it on ``PYTHONPATH``.
