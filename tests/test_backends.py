@@ -18,8 +18,7 @@ from golden import TEST_IMAGE, load_fixture, rel_error
 from livedepth import backends
 from livedepth.core.errors import LivedepthError
 from livedepth.inference.estimator import DepthEstimator, synthetic_frames
-from livedepth.model.midas import build_model, fold_batchnorm, static_padding
-from livedepth.model.weights import load_model
+from livedepth.model.midas import build_model, fold_batchnorm, load_model, static_padding
 
 FP32 = ["torch", "onnx", "openvino"]
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from golden import FIXTURES, load_fixture, rel_error
-from livedepth.model.midas import build_model
-from livedepth.model.weights import load_model
+from livedepth.model.midas import build_model, load_model
 
 
 def test_state_dict_matches_official_schema() -> None:

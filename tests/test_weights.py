@@ -12,8 +12,7 @@ import torch
 
 from livedepth.model import weights as w
 from livedepth.core.errors import WeightsError
-from livedepth.model.midas import build_model
-from livedepth.model.weights import load_model
+from livedepth.model.midas import build_model, load_model
 
 
 class _FileServer:

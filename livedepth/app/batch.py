@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from livedepth.run.convert import build_converter
+from livedepth.app.convert import build_converter
 from livedepth.core.errors import LivedepthError
+from livedepth.core.files import read_cache, write_cache
 from livedepth.core.vocab import VIDEO_SUFFIXES
+from livedepth.io.video import probe
 from livedepth.settings import Settings
 from livedepth.core.stages import one_line
 
@@ -172,7 +174,7 @@ def _worker_main(name: str, settings: Settings, weights: str | None, calibration
     """A worker process: load the model once, then convert job after job until the sentinel."""
     if worker_init is not None:
         worker_init()
-    from livedepth.inference.estimator import build_estimator
+    from livedepth.app.estimator import build_estimator  # after worker_init, which may set torch's threads
 
     try:
         estimator = build_estimator(settings, weights, calibration)
@@ -293,8 +295,6 @@ class LocalPool:
 
 def total_frames(jobs: Sequence[Job]) -> int | None:
     """The frames of every input as their containers state them (None when one does not say)."""
-    from livedepth.io.video import probe
-
     total = 0
     for job in jobs:
         try:
@@ -338,7 +338,7 @@ def measure_split(settings: Settings, weights: str | Path | None, jobs: int, thr
                   frames: int = 40, worker_init: Callable[[], None] | None = None) -> float:
     """Frames per second of ``jobs`` workers at ``threads`` threads, converting a synthetic 640x480
     clip each; timed from the first encoded frame to the last, so model loading does not count."""
-    from livedepth.bench import write_test_video
+    from livedepth.bench import write_test_video  # torch: workers import this module before worker_init
 
     clip = folder / "trial.mp4"
     if not clip.is_file():
@@ -360,8 +360,6 @@ def choose_jobs(settings: Settings, weights: str | Path | None, cores: int,
     backend and model settings; the fastest is cached in the livedepth cache and reused."""
     import platform
     import tempfile
-
-    from livedepth.core.files import read_cache, write_cache
 
     model = settings.model
     key = f"{platform.processor() or platform.machine()}|{cores}|{model.backend}|{model.size}|{model.keep_aspect}"

@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from livedepth.render.colorize import Colorizer
+from livedepth.app.estimator import build_estimator
+from livedepth.app.render import build_colorizer
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import check_writable, write_atomically
 from livedepth.settings import Settings
@@ -39,9 +40,7 @@ def depth_image(settings: Settings, source: Path, output: Path, raw: Path | None
                 weights: str | Path | None = None) -> np.ndarray:
     """Write the colorized depth of ``source`` to ``output`` (and the float32 depth to ``raw``
     as .npy); returns the rendered image. Inputs and outputs are checked before the model loads."""
-    from livedepth.inference.estimator import build_estimator
-
-    colorizer = Colorizer.from_settings(settings.render)
+    colorizer = build_colorizer(settings.render)
     image = read_image(source)
     check_writable(output)
     if output.suffix and not cv2.haveImageWriter(str(output)):

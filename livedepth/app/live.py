@@ -12,12 +12,16 @@ import logging
 import threading
 from pathlib import Path
 
-from livedepth.render.colorize import Colorizer
+from livedepth.app.estimator import build_estimator
+from livedepth.app.render import build_colorizer, make_temporal
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import check_writable, write_json
+from livedepth.core.stages import POLL_S
+from livedepth.io.display import DisplaySink, check_gui
+from livedepth.io.sinks import RecordSink
+from livedepth.io.sources import check_camera, open_source
 from livedepth.run.pipeline import LivePipeline
 from livedepth.settings import Settings
-from livedepth.core.stages import POLL_S
 from livedepth.web.server import WebOptions, WebServer, WebSink, parse_address
 
 log = logging.getLogger(__name__)
@@ -95,12 +99,8 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     ``serve`` is the ``serve`` command (web on ``[web] host:port``, no window); ``with_source``
     False serves the photo page only. ``weights`` is ``--weights``.
     """
-    from livedepth.run.convert import make_temporal
-    from livedepth.inference.estimator import build_estimator
-    from livedepth.io.sources import open_source
-
     live = settings.live
-    colorizer = Colorizer.from_settings(settings.render)
+    colorizer = build_colorizer(settings.render)
     address = web_address(settings, serve)
     options = WebOptions.from_settings(settings.web, address) if address is not None else None
     for path in (live.record, live.stats):
@@ -108,8 +108,6 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
             check_writable(path)
     display = live.display and not serve and with_source
     if display:
-        from livedepth.io.display import check_gui
-
         check_gui()
         if not live.snapshot_dir.is_dir():
             raise LivedepthError(f"snapshot folder does not exist: {live.snapshot_dir}")
@@ -117,8 +115,6 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     if not with_source:
         return LiveRun(None, WebServer(options, estimator=build_estimator(settings, weights)).start(), None)
     if live.input is None:
-        from livedepth.io.sources import check_camera
-
         check_camera(live.camera)
     source = open_source(camera=live.camera, input=live.input, realtime=live.realtime,
                          reconnect_timeout=live.reconnect_timeout)
@@ -128,12 +124,8 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
         pipeline = LivePipeline(source, estimator, colorizer, max_frames=live.max_frames, max_fps=live.max_fps,
                                 temporal=make_temporal(settings))
         if live.record is not None:
-            from livedepth.io.sinks import RecordSink
-
             pipeline.add_sink(RecordSink(live.record, source.fps))
         if display:
-            from livedepth.io.display import DisplaySink
-
             pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir))
         server = None
         if options is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from livedepth.app.batch import FileResult, Job, convert_job, peak_rss_mb
 from livedepth.run.convert import partial_path
 from livedepth.core.errors import LivedepthError
-from livedepth.core.files import write_atomically
+from livedepth.core.files import cache_dir, write_atomically
 from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ class ConvertActor:
     """
 
     def __init__(self, settings: Settings, weights: bytes, weights_sha256: str, calibration=None) -> None:
-        from livedepth.inference.estimator import build_estimator
-        from livedepth.model.weights import cache_dir
+        from livedepth.app.estimator import build_estimator  # torch loads in the actor, not on the driver
 
         if _sha256(weights) != weights_sha256:
             raise LivedepthError("the weights arrived damaged (SHA-256 mismatch)")

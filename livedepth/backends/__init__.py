@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from livedepth.core.errors import LivedepthError
-from livedepth.core.files import read_cache, write_cache
+from livedepth.core.files import cache_dir, read_cache, write_cache
 from livedepth.core.vocab import BACKEND_NAMES
 
 if TYPE_CHECKING:
@@ -150,8 +150,6 @@ def resolve_name(name: str) -> str:
 
 def artifact_dir(weights_path: Path) -> Path:
     """Where exported models go: next to the weights, else the livedepth cache."""
-    from livedepth.model.weights import cache_dir
-
     folder = weights_path.parent
     if os.access(folder, os.W_OK):
         return folder
@@ -166,7 +164,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: MidasSmall, threads: int | None = None, eager: bool = False) -> None:
-        from livedepth.model.midas import fold_batchnorm
+        from livedepth.model.midas import fold_batchnorm  # timm is slow to import (phase 2 removes this arrow)
 
         self.threads = threads
         self.eager = eager  # run the module as it is: nothing built per input size
@@ -204,7 +202,7 @@ def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
 
     The exported graph has BN folded into the convs and the "same" padding fixed.
     """
-    from livedepth.model.midas import fold_batchnorm, static_padding
+    from livedepth.model.midas import fold_batchnorm, static_padding  # timm is slow to import (phase 2 removes this arrow)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -233,7 +231,7 @@ def graph_version() -> str:
     """A digest of everything that shapes the exported graph: the model code, the export
     code, the opset and the torch version. It is part of every cached file's name, so a
     code change never reuses a stale export."""
-    from livedepth.model import midas as model
+    from livedepth.model import midas as model  # timm is slow to import (phase 2 removes this arrow)
 
     digest = hashlib.sha256()
     for part in (inspect.getsource(model), inspect.getsource(export_onnx), str(OPSET), torch.__version__):

@@ -37,7 +37,11 @@ import torch.nn.functional as F
 from livedepth import backends
 from livedepth.backends import available_cores
 from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator, synthetic_frames
+from livedepth.io.sources import FileSource
 from livedepth.model.midas import MidasSmall, build_model, count_flops
+from livedepth.render.colorize import Colorizer
+from livedepth.run.pipeline import LivePipeline
 
 log = logging.getLogger(__name__)
 
@@ -356,8 +360,6 @@ def run_bench(
 
     ``gemm_n``: the side of the GEMMs that give the fp32 peak (smaller only where a big one
     takes too long, as under emulation: a small GEMM understates the peak)."""
-    from livedepth.inference.estimator import DepthEstimator
-
     names = list(backend_names) if backend_names else [b for b in backends.BACKENDS if backends.is_available(b)]
     for name in names:
         backends.resolve_name(name)
@@ -496,8 +498,6 @@ def format_table(report: dict) -> str:
 
 def write_test_video(path: Path, frames: int, fps: float = 30.0) -> Path:
     """A synthetic 640x480 mp4 (moving smooth texture) for end-to-end runs."""
-    from livedepth.inference.estimator import synthetic_frames
-
     base = synthetic_frames(2, *FRAME_HW)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (FRAME_HW[1], FRAME_HW[0]))
     try:
@@ -538,10 +538,6 @@ def seeds_loop(video: Path, reference: MidasSmall, size: int = 256, max_frames: 
 
 def live_loop(video: Path, estimator, max_frames: int) -> float:
     """livedepth's live pipeline on the same file with no window or sinks; processed fps."""
-    from livedepth.render.colorize import Colorizer
-    from livedepth.run.pipeline import LivePipeline
-    from livedepth.io.sources import FileSource
-
     pipeline = LivePipeline(
         FileSource(video), estimator, Colorizer(normalize="stable"), max_frames=max_frames
     )
@@ -553,8 +549,6 @@ def end_to_end(
     weights: str | Path | None, backend: str, threads: int, frames: int, weights_config: dict | None = None
 ) -> dict:
     """Seeds' loop vs the live pipeline on one synthetic 640x480 video, interleaved twice."""
-    from livedepth.inference.estimator import DepthEstimator
-
     torch.set_num_threads(threads)
     estimator = DepthEstimator(weights, threads=threads, backend=backend, weights_config=weights_config)
     reference = reference_model(estimator.model)

@@ -22,9 +22,11 @@ from livedepth.cli.common import (
     settings_from,
 )
 from livedepth.core.errors import LivedepthError
+from livedepth.core.files import check_writable, write_json
+from livedepth.core.vocab import MUXERS
 
 DEFAULTS = {("render", "normalize"): "stable"}
-VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
+VIDEO_OUTPUTS = tuple(MUXERS)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +49,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth.run.convert import progress_enabled
+    from livedepth.app.convert import progress_enabled  # on use, as below: keeps `livedepth --help` fast
 
     quiet = args.quiet or args.convert_quiet
     settings = settings_from(args, DEFAULTS)
@@ -62,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 def _one_file(args: argparse.Namespace, settings, source: Path, progress: bool, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from livedepth.run.convert import build_converter, calibration_frames, summary_line
-    from livedepth.inference.estimator import build_estimator
+    from livedepth.app.convert import build_converter, calibration_frames, summary_line  # on use (torch)
+    from livedepth.app.estimator import build_estimator
 
     build_converter(settings, source, args.output, lambda image: image)  # checks before the model loads
     estimator = build_estimator(settings, args.weights, calibration_frames(settings, source))
@@ -96,10 +98,9 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
 
     from tqdm import tqdm
 
-    from livedepth.app import batch
+    from livedepth.app import batch  # on use, with the two below: keeps `livedepth --help` fast
+    from livedepth.app.convert import calibration_frames
     from livedepth.backends import available_cores
-    from livedepth.run.convert import calibration_frames
-    from livedepth.core.files import check_writable, write_json
 
     jobs_flag = _jobs(args.jobs)
     if args.output.suffix.lower() in VIDEO_OUTPUTS or args.output.is_file():
@@ -111,7 +112,7 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
     workers = jobs_flag
     calibration = calibration_frames(settings, jobs[0].source) if jobs else None
     if args.ray is not None:
-        from livedepth.app.ray_pool import RayPool
+        from livedepth.app.ray_pool import RayPool  # on use: only --ray needs it
         from livedepth.model.weights import resolve, weights_spec
 
         config = {k: v for k, v in vars(settings.weights).items() if v is not None}

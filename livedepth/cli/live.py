@@ -44,7 +44,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, serve: bool, with_source: bool) -> int:
-    from livedepth.app.live import build_live_run
+    from livedepth.app.live import build_live_run  # on use: torch takes seconds to import
 
     run = build_live_run(settings_from(args, DEFAULTS), weights=args.weights, serve=serve, with_source=with_source)
     if run.server is not None:

@@ -15,6 +15,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from livedepth.model import midas  # on use: torch and timm take seconds to import
     from livedepth.model import weights as w
 
     settings = settings_from(args)
@@ -22,5 +23,5 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         say(w.describe(w.weights_spec(args.weights, config)))
         return 0
-    say(w.fetch_and_verify(w.weights_spec(args.weights, config), download=args.action == "fetch"))
+    say(midas.fetch_and_verify(w.weights_spec(args.weights, config), download=args.action == "fetch"))
     return 0

@@ -13,8 +13,6 @@ import torch
 
 from livedepth import backends
 from livedepth.model import weights as weights_mod
-from livedepth.backends import available_cores
-from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +186,7 @@ class DepthEstimator:
     def _load_model(self):
         with self._model_lock:
             if self._model is None:
-                from livedepth.model.midas import build_model
+                from livedepth.model.midas import build_model  # timm takes seconds to import; a warm export cache never needs it
 
                 model = build_model()
                 weights_mod.load_state_dict_into(model, self.weights_path, self.weights_sha256)
@@ -236,22 +234,3 @@ class DepthEstimator:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR HxWx3 frame, got shape {frame_bgr.shape}")
         return self.infer(self.preprocess(frame_bgr), frame_bgr.shape[:2])
-
-
-def build_estimator(settings: Settings, weights: str | Path | None = None,
-                    calibration: Sequence[np.ndarray] | None = None) -> DepthEstimator:
-    """The estimator for ``settings.model`` and ``settings.weights``; ``weights`` is ``--weights``.
-
-    ``calibration``: the user's frames that the int8 backend is calibrated and checked on.
-    """
-    model = settings.model
-    return DepthEstimator(
-        weights=weights,
-        size=model.size,
-        keep_aspect=model.keep_aspect,
-        threads=model.threads or available_cores(),
-        device=model.device,
-        weights_config={k: v for k, v in vars(settings.weights).items() if v is not None},
-        backend=model.backend,
-        calibration=calibration,
-    )

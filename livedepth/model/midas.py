@@ -6,6 +6,7 @@ official ``midas_v21_small_256.pt`` loads unchanged with ``strict=True``.
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import timm
 import torch
@@ -13,7 +14,10 @@ from timm.layers import Conv2dSame
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MidasSmall", "build_model", "count_flops", "fold_batchnorm", "static_padding"]
+from livedepth.model.weights import WeightsSpec, load_state_dict_into, resolve
+
+__all__ = ["MidasSmall", "build_model", "count_flops", "fetch_and_verify", "fold_batchnorm", "load_model",
+           "static_padding"]
 
 #: Channels of the four backbone taps (strides 4, 8, 16, 32).
 BACKBONE_CHANNELS = (32, 48, 136, 384)
@@ -249,3 +253,18 @@ def _probe(model: nn.Module, height: int, width: int, handles: list) -> None:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def load_model(path: str | Path) -> MidasSmall:
+    """Load an official-format checkpoint (a plain ``torch.save``d state dict) in eval mode."""
+    model = build_model()
+    load_state_dict_into(model, Path(path))
+    return model
+
+
+def fetch_and_verify(spec: WeightsSpec, download: bool = False) -> str:
+    """Resolve the weights (downloading them with ``download``), load them into the model and
+    return ``PATH ok sha256=... (from ORIGIN)``."""
+    resolved = resolve(spec, allow_download=download)
+    sha = load_state_dict_into(build_model(), resolved.path, spec.sha256)
+    return f"{resolved.path} ok sha256={sha} (from {resolved.origin})"

@@ -23,7 +23,6 @@ from torch import nn
 
 from livedepth.core.errors import WeightsError
 from livedepth.core.files import cache_dir
-from livedepth.model.midas import MidasSmall, build_model
 
 log = logging.getLogger(__name__)
 
@@ -201,18 +200,3 @@ def describe(spec: WeightsSpec) -> str:
     cached = cache_dir() / WEIGHTS_FILENAME
     state = "cached" if cached.is_file() else f"not cached; `livedepth weights fetch` downloads {spec.url}"
     return f"{cached} ({state})"
-
-
-def fetch_and_verify(spec: WeightsSpec, download: bool = False) -> str:
-    """Resolve the weights (downloading them with ``download``), load them into the model and
-    return ``PATH ok sha256=... (from ORIGIN)``."""
-    resolved = resolve(spec, allow_download=download)
-    sha = load_state_dict_into(build_model(), resolved.path, spec.sha256)
-    return f"{resolved.path} ok sha256={sha} (from {resolved.origin})"
-
-
-def load_model(path: str | Path) -> MidasSmall:
-    """Load an official-format checkpoint (a plain ``torch.save``d state dict) in eval mode."""
-    model = build_model()
-    load_state_dict_into(model, Path(path))
-    return model

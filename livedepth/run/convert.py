@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ import av
 import numpy as np
 
 from livedepth.core.errors import LivedepthError
-from livedepth.io.rawdepth import RawDepthWriter
-from livedepth.core.files import writable
 from livedepth.core.frames import Frame, Rendered
 from livedepth.core.stages import Channel, Stages
-from livedepth.settings import Settings
-from livedepth.io.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input, probe
+from livedepth.core.vocab import muxer
+from livedepth.io.rawdepth import RawDepthWriter
+from livedepth.io.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +190,7 @@ class Converter:
                 template = source.streams.audio[0]
             writer = VideoWriter(partial_path(self.output), width, height, self.info.time_base, self.info.rate,
                                  crf=self.crf, preset=self.preset, fragmented=self.fragmented,
-                                 audio_template=template, format=_muxer(self.output))
+                                 audio_template=template, format=muxer(self.output))
         finally:
             source.close()
         raw = None
@@ -286,92 +284,9 @@ class Converter:
         )
 
 
-def _muxer(path: Path) -> str:
-    return {".mov": "mov", ".mkv": "matroska"}.get(path.suffix.lower(), "mp4")
-
-
 def damage_message(source: Path, report: DecodeReport) -> str:
     """One line about what could not be decoded."""
     parts = [f"{report.skipped} frame(s) skipped"] if report.skipped else []
     if report.read_error:
         parts.append(f"data ends early ({report.read_error})")
     return f"{source} is damaged: decoded {report.decoded} frame(s), {', '.join(parts)}"
-
-
-def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool) -> None:
-    """One-line errors for outputs that cannot or must not be written."""
-    targets = [output] + ([raw] if raw is not None else [])
-    for path in targets:
-        if path.resolve() == source.resolve():
-            raise LivedepthError(f"output {path} is the input")
-        folder = path.parent
-        if not folder.is_dir():
-            raise LivedepthError(f"output folder does not exist: {folder}")
-        if not writable(folder):
-            raise LivedepthError(f"output folder is not writable: {folder}")
-        for candidate in (path, partial_path(path)):
-            if candidate.exists() and not overwrite:
-                raise LivedepthError(f"{candidate} exists; use --overwrite to replace it")
-    if raw is not None:
-        if raw.suffix.lower() != ".mkv" and raw.suffix:
-            raise LivedepthError(f"--raw takes a .mkv file or a folder name without an extension, got {raw}")
-        if raw.is_dir() and any(raw.iterdir()) and not (raw / "depth.json").is_file():
-            raise LivedepthError(f"--raw folder {raw} is not empty and is not a livedepth export")
-    if output.is_dir():
-        raise LivedepthError(f"output {output} is a folder; name a video file")
-    if output.suffix.lower() not in (".mp4", ".mov", ".mkv"):
-        raise LivedepthError(f"output must be .mp4, .mov or .mkv, got {output.name}")
-
-
-def summary_line(result: ConvertResult) -> str:
-    """``converted N frames (D s of video) in W s: F frames/s (Xx real time) -> OUT``."""
-    fps = result.frames / result.wall_seconds if result.wall_seconds > 0 else 0.0
-    speed = result.video_seconds / result.wall_seconds if result.wall_seconds > 0 else 0.0
-    return (f"converted {result.frames} frames ({result.video_seconds:.2f} s of video) in "
-            f"{result.wall_seconds:.2f} s: {fps:.1f} frames/s ({speed:.2f}x real time) -> {result.output}")
-
-
-def build_converter(settings: Settings, source: Path, output: Path, predict: Callable[[np.ndarray], np.ndarray],
-                    on_frame: Callable[[], None] | None = None, keep_stopped: bool = True) -> Converter:
-    """A :class:`Converter` for one file with ``settings`` (``[render]``, ``[convert]``).
-
-    The input is probed and the outputs are checked (one-line errors) before anything is written.
-    """
-    from livedepth.render.colorize import Colorizer
-
-    convert = settings.convert
-    colorizer = Colorizer.from_settings(settings.render)
-    info = probe(source)
-    check_outputs(source, output, convert.raw, convert.overwrite)
-    log.info("convert: %s (%dx%d, %.3f fps, %s frames) -> %s", source, info.width, info.height, info.fps,
-             info.frame_count or "?", output)
-    return Converter(source, output, info, predict, colorizer, audio=convert.audio, raw=convert.raw,
-                     crf=convert.crf, preset=convert.preset, fragmented=convert.fragmented,
-                     keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped,
-                     temporal=make_temporal(settings))
-
-
-def make_temporal(settings: Settings):
-    """The temporal filter ``[render] temporal`` asks for (a new one per video), or None."""
-    if settings.render.temporal != "on":
-        return None
-    from livedepth.render.temporal import TemporalFilter
-
-    return TemporalFilter()
-
-
-def calibration_frames(settings: Settings, source: Path, count: int = 8) -> list[np.ndarray] | None:
-    """For the int8 backend: frames sampled across ``source`` to calibrate it on (else None)."""
-    if settings.model.backend != "int8":
-        return None
-    from livedepth.io.video import sample_frames
-
-    frames = sample_frames(source, count)
-    log.info("int8: calibrating on %d frames sampled across %s", len(frames), source)
-    return frames
-
-
-def progress_enabled(quiet: bool) -> bool:
-    """Progress bars only on an interactive stderr and without --quiet."""
-    return not quiet and sys.stderr.isatty()
-

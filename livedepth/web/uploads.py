@@ -145,7 +145,7 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
         os.setsid()  # Ctrl+C in the terminal is for the server: it ends this process by closing the pipe
     background_priority()  # before any thread starts: the runtime's pools inherit it
     try:
-        from livedepth.inference.estimator import DepthEstimator
+        from livedepth.inference.estimator import DepthEstimator  # after background_priority: torch's pools inherit it
 
         estimator, failure = DepthEstimator(**estimator_settings), None
     except Exception as exc:  # noqa: BLE001 - every request gets the reason
