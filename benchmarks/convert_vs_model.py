@@ -23,7 +23,7 @@ from common import benchmark_args, model_only_fps, workspace
 def main() -> None:
     args = benchmark_args(__doc__, seconds=10.0, rounds=2)
 
-    from clips import make_clip
+    from support.clips import make_clip
 
     from livedepth.render.colorize import Colorizer
     from livedepth.run.convert import Converter

@@ -39,7 +39,7 @@ def main() -> None:
         "--mode", choices=("on-demand", "realtime"), default="on-demand"))
 
     import cv2
-    from clips import make_clip
+    from support.clips import make_clip
 
     from livedepth.inference.estimator import DepthEstimator
 

@@ -1,6 +1,6 @@
 """Temporal consistency of frame vs stable normalisation, and of the temporal depth filter.
 
-Every clip comes from ``tests/synthetic_scene.py`` (textured scene, camera pan, an object
+Every clip comes from ``tests/support/synthetic_scene.py`` (textured scene, camera pan, an object
 moving in). Conditions:
 
 - A: the real model with the synthetic test weights (its depth is not coherent between frames);
@@ -51,8 +51,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from golden import save_synthetic_weights
-from synthetic_scene import SceneClip, midas_like
+from support.golden import save_synthetic_weights
+from support.synthetic_scene import SceneClip, midas_like
 
 from livedepth.render.colorize import (
     Colorizer,
@@ -167,7 +167,7 @@ class Clip:
 
 
 def synthetic_clips(n: int) -> list[Clip]:
-    """640x480 clips of tests/synthetic_scene.py (ramps everywhere); the object is the only depth above 2.1."""
+    """640x480 clips of tests/support/synthetic_scene.py (ramps everywhere); the object is the only depth above 2.1."""
     specs = {
         "pan, object walks in": {},
         "pan only": {"object_speed": 0.0},

@@ -20,7 +20,7 @@ from live_vs_model import live_fps
 
 def main() -> None:
     args = benchmark_args(__doc__, seconds=15.0, rounds=6)
-    from clips import make_clip
+    from support.clips import make_clip
 
     from livedepth.inference.estimator import DepthEstimator
     from livedepth.render.temporal import TemporalFilter

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cli_helpers import run_cli
+from support.cli_helpers import run_cli
 from livedepth import backends, bench
 from livedepth.core.errors import LivedepthError
 

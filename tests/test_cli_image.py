@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
-from golden import TEST_IMAGE
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.golden import TEST_IMAGE
 from livedepth.inference.estimator import DepthEstimator
 
 

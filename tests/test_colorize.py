@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from synthetic_scene import SceneClip, midas_like, tc_by_mode
+from support.synthetic_scene import SceneClip, midas_like, tc_by_mode
 
 from livedepth.render.colorize import (
     Colorizer,

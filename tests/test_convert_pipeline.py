@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from clips import decoded_pts, make_clip
+from support.clips import decoded_pts, make_clip
 
 from livedepth.render.colorize import Colorizer
 from livedepth.run.convert import Converter, partial_path

@@ -8,8 +8,8 @@ import sys
 import time
 from fractions import Fraction
 
-from clips import decoded_pts, frames_in_growing_file, make_clip
-from cli_helpers import ROOT
+from support.clips import decoded_pts, frames_in_growing_file, make_clip
+from support.cli_helpers import ROOT
 
 from livedepth.run.convert import partial_path
 

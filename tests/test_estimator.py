@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from golden import TEST_IMAGE, load_fixture, rel_error
+from support.golden import TEST_IMAGE, load_fixture, rel_error
 from livedepth.inference.estimator import DepthEstimator, network_size, preprocess
 
 

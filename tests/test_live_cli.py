@@ -10,9 +10,9 @@ import sys
 import time
 
 import av
-from clips import live_clip
-from cli_helpers import ROOT, assert_one_line_error, run_cli
-from live_helpers import free_port, kill, start_mjpeg_server
+from support.clips import live_clip
+from support.cli_helpers import ROOT, assert_one_line_error, run_cli
+from support.live_helpers import free_port, kill, start_mjpeg_server
 
 STATS_KEYS = {
     "frames_captured", "frames_processed", "frames_dropped", "frames_shown",

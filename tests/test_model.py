@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from golden import FIXTURES, load_fixture, rel_error
+from support.golden import FIXTURES, load_fixture, rel_error
 from livedepth.model.midas import build_model, load_model
 
 

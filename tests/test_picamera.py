@@ -1,6 +1,6 @@
 """The Camera Module source (picamera2) without a Raspberry Pi.
 
-``tests/fake_picamera2/`` is an API-contract stand-in for picamera2 (see its docstring): these
+``tests/support/fake_picamera2/`` is an API-contract stand-in for picamera2 (see its docstring): these
 tests check that livedepth uses picamera2's documented calls correctly (configuration, BGR
 layout of ``"RGB888"``, sensor timestamps, release, stop and close on every way out). They are
 not a test of real hardware.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
+from support.cli_helpers import assert_one_line_error, run_cli
 
 from livedepth.io import picamera, sources
 from livedepth.render.colorize import Colorizer
@@ -30,7 +30,7 @@ from livedepth.io.sinks import Sink
 from livedepth.io.picamera import PicameraSource
 from livedepth.io.sources import open_source, parse_camera
 
-FAKE = Path(__file__).resolve().parent / "fake_picamera2"
+FAKE = Path(__file__).resolve().parent / "support" / "fake_picamera2"
 SMALL = (160, 120)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 
-from clips import live_clip
+from support.clips import live_clip
 
 from livedepth.render.colorize import Colorizer
 from livedepth.core.errors import LivedepthError

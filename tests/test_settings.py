@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
+from support.cli_helpers import assert_one_line_error, run_cli
 
 from livedepth.core.errors import LivedepthError
 from livedepth.settings import load_settings, preset_names

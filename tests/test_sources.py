@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 import pytest
-from clips import live_clip
-from live_helpers import free_port, kill, start_mjpeg_server
+from support.clips import live_clip
+from support.live_helpers import free_port, kill, start_mjpeg_server
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame

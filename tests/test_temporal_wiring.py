@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import av
 import numpy as np
-from clips import live_clip, make_clip
-from cli_helpers import run_cli
+from support.clips import live_clip, make_clip
+from support.cli_helpers import run_cli
 
 from livedepth.render.colorize import Colorizer
 from livedepth.inference.estimator import DepthEstimator

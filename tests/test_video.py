@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from clips import audio_packet_times, audio_packets, decoded_pts, frame_image, make_audio_only, make_clip
+from support.clips import audio_packet_times, audio_packets, decoded_pts, frame_image, make_audio_only, make_clip
 
 from livedepth.core.errors import LivedepthError
 from livedepth.io.rawdepth import DepthScale

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_helpers import ROOT, assert_one_line_error, run_cli
+from support.cli_helpers import ROOT, assert_one_line_error, run_cli
 from test_web import FIXTURE_PNG, get, read_mjpeg_frames
 
 

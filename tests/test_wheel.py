@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from cli_helpers import ROOT
+from support.cli_helpers import ROOT
 
 TEST_IMAGE = ROOT / "tests" / "fixtures" / "test_image_640x480.png"
 

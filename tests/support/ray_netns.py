@@ -28,11 +28,11 @@ every 0.2 s and reports any socket whose address is not loopback (or a wildcard 
 
 Usage from a test::
 
-    res = run_ray_driver("tests/ray_cli_driver.py", ["convert", "in/", "out/", "--ray"], nodes=2,
+    res = run_ray_driver("tests/support/ray_cli_driver.py", ["convert", "in/", "out/", "--ray"], nodes=2,
                          python="/path/to/venv-with-ray/bin/python")
     assert res.returncode == 0 and not res.report["socket_violations"]
 
-Or by hand: ``python tests/ray_netns.py [--nodes N] [--cpus C] DRIVER [ARGS...]``.
+Or by hand: ``python tests/support/ray_netns.py [--nodes N] [--cpus C] DRIVER [ARGS...]``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SYNTHETIC_NPZ = FIXTURES / "midas_v21_small_256_synthetic_ternary.npz"
 TEST_IMAGE = FIXTURES / "test_image_640x480.png"
 
