@@ -28,6 +28,13 @@ def installed(tmp_path_factory) -> Path:
     return target
 
 
+def test_the_wheel_has_every_module_and_the_page(installed):
+    source = ROOT / "livedepth"
+    modules = {p.relative_to(source) for p in source.rglob("*.py")}
+    assert modules == {p.relative_to(installed / "livedepth") for p in (installed / "livedepth").rglob("*.py")}
+    assert (installed / "livedepth" / "web" / "static" / "index.html").is_file()
+
+
 def _image(installed: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
     out = tmp_path / "depth.png"
     code = "import livedepth, sys; print(livedepth.__file__, file=sys.stderr); from livedepth.cli import entry; entry()"

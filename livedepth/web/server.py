@@ -241,7 +241,7 @@ class WebServer:
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._page = resources.files("livedepth").joinpath("static/index.html").read_bytes()
+        self._page = resources.files("livedepth.web").joinpath("static/index.html").read_bytes()
         server_class = _Server6 if ":" in options.host else _Server
         try:
             self.httpd = server_class((options.host, options.port), _Handler)
