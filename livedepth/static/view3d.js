@@ -12,7 +12,7 @@ window.livedepthView3d = (function () {
   const POLL_MS = 250; // a few updates a second: follows the stream, light on a Pi and on Wi-Fi
   const EDGE = 24; // a mesh cell whose corners' depths span more grey levels than this stays open:
   // no rubber sheet from a near object's edge to the background behind it
-  const HOME = { yaw: 0.45, pitch: 0.3, distance: 3.4 }; // slightly from the right and above
+  const HOME = { yaw: 0.45, pitch: 0.3, distance: 3.4 }; // turned: seen from the left and above
   const BACKGROUND = [17 / 255, 17 / 255, 17 / 255]; // the page's background (#111)
 
   const VERTEX_SHADER = `
