@@ -16,9 +16,13 @@ import numpy as np
 
 #: Long side of each half of the RGBD image, in pixels: 160x120 for a 4:3 camera. That is one
 #: mesh vertex per pixel (19,200), about the depth's real detail on a Pi (the rpi preset runs the
-#: model at 192x128), and a PNG of ~30-60 KB that encodes in about a millisecond, so a Pi serves
-#: a few of them a second to several viewers.
+#: model at 192x128), and a PNG of ~30 KB that scales and encodes in ~3.5 ms here (the flat
+#: stream's 640x480 JPEG: ~1.5 ms; benchmarks/web3d_cost.py), so a Pi serves a few a second.
 RGBD_LONG_SIDE = 160
+#: Fast zlib and PNG's "up" filter (OpenCV >= 4.11; older ones choose per row): measured here 1.6x
+#: faster than OpenCV's default filters, at about the same size.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1,
+              *([cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])]
 #: A 3D viewer that has not polled for this long (seconds) is no longer counted.
 VIEWER_WINDOW_S = 2.0
 
@@ -36,7 +40,7 @@ def rgbd_image(frame_bgr: np.ndarray, near: np.ndarray, long_side: int = RGBD_LO
 
 def encode_rgbd_png(frame_and_near: tuple[np.ndarray, np.ndarray]) -> bytes:
     """:func:`rgbd_image` of ``(frame_bgr, near)`` as PNG bytes (lossless: the depth is geometry)."""
-    ok, buf = cv2.imencode(".png", rgbd_image(*frame_and_near), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode(".png", rgbd_image(*frame_and_near), PNG_PARAMS)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()

@@ -104,7 +104,7 @@ void main() { gl_FragColor = vec4(vColour, 1.0); }`;
       }
       gl.bindBuffer(gl.ARRAY_BUFFER, gridBuffer);
       gl.bufferData(gl.ARRAY_BUFFER, grid, gl.STATIC_DRAW);
-      indices = new Uint16Array(6 * (w - 1) * (h - 1)); // 2 w h vertices: at most 192x144 fits 16 bits
+      indices = new Uint16Array(6 * (w - 1) * (h - 1)); // 2 w h vertices: 51,200 at most (160x160), 16-bit indices
       cols = w;
       rows = h;
     }
