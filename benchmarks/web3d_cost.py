@@ -38,28 +38,22 @@ def main() -> None:
         near = colorizer.near_gray(depth)
         frames.append((colorizer.render(depth, frame, near), frame, near))
     hub = FrameHub(jpeg_quality=80)
-
-    def publish_then(encoded):
-        def call(item):
-            hub.publish(*item)
-            return encoded()
-        return call
-
-    results: dict[str, list[float]] = {"publish_flat_us": [], "publish_with_3d_us": [], "jpeg_us": [], "rgbd_png_us": []}
-    for i in range(args.rounds):  # alternating order, so a drifting machine load hits both alike
-        pairs = [("publish_flat_us", lambda item: hub.publish(item[0]), "publish_with_3d_us",
-                  lambda item: hub.publish(*item))]
-        pairs.append(("jpeg_us", publish_then(hub.jpeg), "rgbd_png_us", publish_then(hub.rgbd_png)))
-        for a_name, a, b_name, b in pairs:
-            for name, call in ((a_name, a), (b_name, b)) if i % 2 == 0 else ((b_name, b), (a_name, a)):
-                results[name].append(per_call_us(call, frames, args.seconds))
-    # publishing is also timed inside the encode loops: subtract it
-    publish = sum(results["publish_with_3d_us"]) / args.rounds
-    jpeg = sum(results["jpeg_us"]) / args.rounds - publish
-    png = sum(results["rgbd_png_us"]) / args.rounds - publish
+    calls = {
+        "publish_flat": lambda item: hub.publish(item[0]),  # before the 3D view
+        "publish_with_3d": lambda item: hub.publish(*item),
+        "publish_and_jpeg": lambda item: (hub.publish(*item), hub.jpeg()),  # a flat-stream viewer
+        "publish_and_rgbd_png": lambda item: (hub.publish(*item), hub.rgbd_png()),  # a 3D viewer
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(args.rounds):  # alternating order, so a drifting machine load hits all alike
+        for name in calls if i % 2 == 0 else reversed(calls):
+            times[name].append(per_call_us(calls[name], frames, args.seconds))
+    mean = {name: sum(values) / len(values) for name, values in times.items()}
+    jpeg = mean["publish_and_jpeg"] - mean["publish_with_3d"]
+    png = mean["publish_and_rgbd_png"] - mean["publish_with_3d"]
     print(json.dumps({
-        "publish_flat_us": round(sum(results["publish_flat_us"]) / args.rounds, 2),
-        "publish_with_3d_us": round(publish, 2),
+        "publish_flat_us": round(mean["publish_flat"], 2),
+        "publish_with_3d_us": round(mean["publish_with_3d"], 2),
         "stream_jpeg_640x480_ms": round(jpeg / 1000, 3),
         "rgbd_png_320x120_ms": round(png / 1000, 3),
         "png_over_jpeg": round(png / jpeg, 3),

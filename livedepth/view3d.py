@@ -16,8 +16,8 @@ import numpy as np
 
 #: Long side of each half of the RGBD image, in pixels: 160x120 for a 4:3 camera. That is one
 #: mesh vertex per pixel (19,200), about the depth's real detail on a Pi (the rpi preset runs the
-#: model at 192x128), and a PNG of ~30 KB that scales and encodes in ~3.5 ms here (the flat
-#: stream's 640x480 JPEG: ~1.5 ms; benchmarks/web3d_cost.py), so a Pi serves a few a second.
+#: model at 192x128), and a ~28 KB PNG that takes 2.6x the flat stream's 640x480 JPEG to scale
+#: and encode (benchmarks/web3d_cost.py), so a Pi serves the few a second the page asks for.
 RGBD_LONG_SIDE = 160
 #: Fast zlib and PNG's "up" filter (OpenCV >= 4.11; older ones choose per row): measured here 1.6x
 #: faster than OpenCV's default filters, at about the same size.

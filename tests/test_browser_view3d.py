@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -43,11 +45,20 @@ def publish(server: WebServer, scene: tuple[np.ndarray, np.ndarray]) -> None:
     server.hub.publish(apply_colormap(near), frame, near)
 
 
-def launch(pw, profile: Path, extra: list[str]):
-    return pw.chromium.launch_persistent_context(
-        str(profile), executable_path=str(CHROMIUM), headless=True, args=ARGS + extra,
-        viewport={"width": 1000, "height": 1000},
-    )
+@contextmanager
+def browser_page(profile: Path, extra: list[str]) -> Iterator:
+    """A page of a fresh headless Chromium (user data in ``profile``) with the flags ``extra``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=ARGS + extra,
+            viewport={"width": 1000, "height": 1000},
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
 
 
 def canvas_shot(page, path: Path) -> np.ndarray:
@@ -80,59 +91,52 @@ def wait_for(condition, timeout: float = 20.0) -> None:
 
 
 def test_3d_view_renders_orbits_zooms_follows_and_asks_only_its_server(tmp_path: Path, server, scenes) -> None:
-    from playwright.sync_api import sync_playwright
-
     origin = f"http://127.0.0.1:{server.port}/"
     publish(server, scenes[0])
     requests: list[str] = []
-    with sync_playwright() as pw:
-        context = launch(pw, tmp_path / "profile", SWIFTSHADER)
-        try:
-            page = context.new_page()
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(f"{origin}?token=view-token")
-            wait_for(lambda: server.stream_clients == 1)  # the flat stream (one frame: Chromium shows it at the next)
+    with browser_page(tmp_path / "profile", SWIFTSHADER) as page:
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(f"{origin}?token=view-token")
+        wait_for(lambda: server.stream_clients == 1)  # the flat stream (one frame: Chromium shows it at the next)
 
-            page.check("#view3d")
-            page.wait_for_function("document.getElementById('canvas3d').dataset.frame === '1'", timeout=30_000)
-            assert page.locator("#live").is_hidden() and page.locator("#view3d-message").inner_text() == ""
-            wait_for(lambda: server.stream_clients == 0)  # the flat stream stopped while 3D is on
-            home = settled(page, tmp_path / "home.png")
-            assert home.shape[0] > 300 and 0.2 < mesh_fraction(home) < 0.95, "a mesh fills much of the canvas"
-            assert len(np.unique(home.reshape(-1, 3), axis=0)) > 1000, "in the frame's many colours"
+        page.check("#view3d")
+        page.wait_for_function("document.getElementById('canvas3d').dataset.frame === '1'", timeout=30_000)
+        assert page.locator("#live").is_hidden() and page.locator("#view3d-message").inner_text() == ""
+        wait_for(lambda: server.stream_clients == 0)  # the flat stream stopped while 3D is on
+        home = settled(page, tmp_path / "home.png")
+        assert home.shape[0] > 300 and 0.2 < mesh_fraction(home) < 0.95, "a mesh fills much of the canvas"
+        assert len(np.unique(home.reshape(-1, 3), axis=0)) > 1000, "in the frame's many colours"
 
-            box = page.locator("#canvas3d").bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(cx, cy)
-            page.mouse.down()
-            for step in range(1, 11):
-                page.mouse.move(cx - 15 * step, cy + 4 * step)
-            page.mouse.up()
-            turned = settled(page, tmp_path / "turned.png")
-            assert np.abs(turned.astype(int) - home).max(axis=2).astype(bool).mean() > 0.1, "a drag turns the view"
+        box = page.locator("#canvas3d").bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        for step in range(1, 11):
+            page.mouse.move(cx - 15 * step, cy + 4 * step)
+        page.mouse.up()
+        turned = settled(page, tmp_path / "turned.png")
+        assert np.abs(turned.astype(int) - home).max(axis=2).astype(bool).mean() > 0.1, "a drag turns the view"
 
-            page.mouse.wheel(0, 600)
-            zoomed_out = settled(page, tmp_path / "zoomed.png")
-            assert mesh_fraction(zoomed_out) < 0.8 * mesh_fraction(turned), "the wheel zooms out"
+        page.mouse.wheel(0, 600)
+        zoomed_out = settled(page, tmp_path / "zoomed.png")
+        assert mesh_fraction(zoomed_out) < 0.8 * mesh_fraction(turned), "the wheel zooms out"
 
-            page.dblclick("#canvas3d")
-            assert np.array_equal(settled(page, tmp_path / "again.png"), home), "double-click: the first view"
+        page.dblclick("#canvas3d")
+        assert np.array_equal(settled(page, tmp_path / "again.png"), home), "double-click: the first view"
 
-            publish(server, scenes[1])
-            page.wait_for_function("document.getElementById('canvas3d').dataset.frame === '2'", timeout=30_000)
-            followed = settled(page, tmp_path / "followed.png")
-            assert not np.array_equal(followed, home), "the view follows the live stream"
-            assert server.viewers_3d.count() == 1
+        publish(server, scenes[1])
+        page.wait_for_function("document.getElementById('canvas3d').dataset.frame === '2'", timeout=30_000)
+        followed = settled(page, tmp_path / "followed.png")
+        assert not np.array_equal(followed, home), "the view follows the live stream"
+        assert server.viewers_3d.count() == 1
 
-            page.uncheck("#view3d")
-            wait_for(lambda: server.stream_clients == 1)  # the flat stream is back
-            assert page.evaluate("!document.getElementById('live').hidden") and page.locator("#canvas3d").is_hidden()
-            page.wait_for_timeout(300)  # a poll under way may finish
-            polls = sum("/rgbd.png" in url for url in requests)
-            page.wait_for_timeout(1000)  # (Playwright delivers the request events while it waits)
-            assert sum("/rgbd.png" in url for url in requests) == polls, "no polling while 3D is off"
-        finally:
-            context.close()
+        page.uncheck("#view3d")
+        wait_for(lambda: server.stream_clients == 1)  # the flat stream is back
+        assert page.evaluate("!document.getElementById('live').hidden") and page.locator("#canvas3d").is_hidden()
+        page.wait_for_timeout(300)  # a poll under way may finish
+        polls = sum("/rgbd.png" in url for url in requests)
+        page.wait_for_timeout(1000)  # (Playwright delivers the request events while it waits)
+        assert sum("/rgbd.png" in url for url in requests) == polls, "no polling while 3D is off"
     assert polls >= 2
     assert requests and all(url.startswith(origin) for url in requests), \
         [url for url in requests if not url.startswith(origin)]
@@ -151,43 +155,31 @@ SET_HIDDEN = """(hidden) => {
 def test_3d_view_stops_polling_while_the_tab_is_hidden(tmp_path: Path, server, scenes) -> None:
     """The page's own visibility handling; the tab switch itself is simulated, as headless
     Chromium keeps every tab visible."""
-    from playwright.sync_api import sync_playwright
-
     publish(server, scenes[0])
     polls: list[str] = []
-    with sync_playwright() as pw:
-        context = launch(pw, tmp_path / "profile", SWIFTSHADER)
-        try:
-            page = context.new_page()
-            page.on("request", lambda request: polls.append(request.url) if "/rgbd.png" in request.url else None)
-            page.goto(server.url())
-            page.check("#view3d")
-            page.wait_for_function("document.getElementById('canvas3d').dataset.frame === '1'", timeout=30_000)
-            page.evaluate(SET_HIDDEN, True)
-            page.wait_for_timeout(500)  # a poll under way may finish
-            hidden_at = len(polls)
-            page.wait_for_timeout(1500)  # (Playwright delivers the request events while it waits)
-            assert len(polls) == hidden_at, "no polling while hidden"
-            page.evaluate(SET_HIDDEN, False)
-            page.wait_for_timeout(1500)
-            assert len(polls) >= hidden_at + 3, "polling again once visible"
-        finally:
-            context.close()
+    with browser_page(tmp_path / "profile", SWIFTSHADER) as page:
+        page.on("request", lambda request: polls.append(request.url) if "/rgbd.png" in request.url else None)
+        page.goto(server.url())
+        page.check("#view3d")
+        page.wait_for_function("document.getElementById('canvas3d').dataset.frame === '1'", timeout=30_000)
+        page.evaluate(SET_HIDDEN, True)
+        page.wait_for_timeout(500)  # a poll under way may finish
+        hidden_at = len(polls)
+        page.wait_for_timeout(1500)  # (Playwright delivers the request events while it waits)
+        assert len(polls) == hidden_at, "no polling while hidden"
+        page.evaluate(SET_HIDDEN, False)
+        page.wait_for_timeout(1500)
+        assert len(polls) >= hidden_at + 3, "polling again once visible"
 
 
 def test_without_webgl_the_page_says_so_and_keeps_the_flat_view(tmp_path: Path, server, scenes) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     publish(server, scenes[0])
-    with sync_playwright() as pw:
-        context = launch(pw, tmp_path / "profile", ["--disable-3d-apis", "--disable-webgl"])
-        try:
-            page = context.new_page()
-            page.goto(server.url())
-            wait_for(lambda: server.stream_clients == 1)
-            page.check("#view3d")
-            expect(page.locator("#view3d-message")).to_contain_text("needs WebGL", timeout=10_000)
-            assert page.locator("#canvas3d").is_hidden() and page.evaluate("!document.getElementById('live').hidden")
-            assert server.stream_clients == 1
-        finally:
-            context.close()
+    with browser_page(tmp_path / "profile", ["--disable-3d-apis", "--disable-webgl"]) as page:
+        page.goto(server.url())
+        wait_for(lambda: server.stream_clients == 1)
+        page.check("#view3d")
+        expect(page.locator("#view3d-message")).to_contain_text("needs WebGL", timeout=10_000)
+        assert page.locator("#canvas3d").is_hidden() and page.evaluate("!document.getElementById('live').hidden")
+        assert server.stream_clients == 1

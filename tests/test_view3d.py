@@ -199,6 +199,7 @@ def test_3d_viewers_count_in_the_stats_and_share_the_viewer_limit(rgbd_server) -
 def test_photo_only_server_has_no_3d_data() -> None:
     server = WebServer(WebOptions(port=0)).start()
     try:
-        assert get(server.port, "/rgbd.png")[::2] == (404, b"error: no live stream (started without a camera or input)\n")
+        status, _, body = get(server.port, "/rgbd.png")
+        assert status == 404 and body == b"error: no live stream (started without a camera or input)\n"
     finally:
         server.close()
