@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import cv2
 import numpy as np
 
+from livedepth.addresses import reachable_hosts
 from livedepth.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.errors import LivedepthError
 from livedepth.frames import Rendered
@@ -211,6 +213,12 @@ class _Server(ThreadingHTTPServer):
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":  # every interface means the IPv4 ones too, whatever the system's default
+            with suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
 
 class WebServer:
     """The HTTP server. ``start()`` serves on a background thread; ``close()`` ends it.
@@ -262,11 +270,16 @@ class WebServer:
         return self._clients
 
     def url(self) -> str:
-        """The page's address, with the token if there is one."""
+        """The page's address (loopback when serving every interface), with the token if there is one."""
+        return self.urls()[0]
+
+    def urls(self) -> list[str]:
+        """Every address the page is served at (see :func:`~livedepth.addresses.reachable_hosts`),
+        loopback first, with the token if there is one."""
         host = self.options.host
-        shown = socket.gethostname() if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        dual_stack = host == "::" and not self.httpd.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
         query = f"?token={quote(self.options.token, safe='')}" if self.options.token else ""
-        return f"http://{shown}:{self.port}/{query}"
+        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{query}" for h in reachable_hosts(host, dual_stack)]
 
     def start(self) -> WebServer:
         """Serve on a daemon thread."""

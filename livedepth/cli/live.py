@@ -49,7 +49,10 @@ def _run(args: argparse.Namespace, serve: bool, with_source: bool) -> int:
     run = build_live_run(settings_from(args, DEFAULTS), weights=args.weights, serve=serve, with_source=with_source)
     if run.server is not None:
         hint = "" if with_source else " (photo upload only; add --camera N|picam or --input SRC for live depth)"
-        say(f"serving {run.server.url()}{hint}")
+        first, *others = run.server.urls()
+        say(f"serving {first}{hint}")
+        for url in others:
+            say(f"serving {url}")
     with Interrupts(run) as interrupts:
         run.run()
     return interrupts.exit_code or 0
