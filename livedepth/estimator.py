@@ -166,7 +166,9 @@ class DepthEstimator:
                                                    eager=eager, **common)
         self.backend_name = name
         how = " (auto)" if requested == "auto" else f" ({origin})" if origin else ""
-        log.info("backend: %s%s on %s, %s threads", name, how, self.device, threads or "all")
+        runtime = getattr(self.backend, "runtime", None)  # int8: what runs the quantized model
+        log.info("backend: %s%s%s on %s, %s", name, how, f", run by {runtime}" if runtime else "", self.device,
+                 thread_count(threads))
         if not self.backend.has_exports():
             self._load_model()  # now, so that bad weights fail here and not on the first frame
         if not keep_aspect:
@@ -236,6 +238,11 @@ class DepthEstimator:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR HxWx3 frame, got shape {frame_bgr.shape}")
         return self.infer(self.preprocess(frame_bgr), frame_bgr.shape[:2])
+
+
+def thread_count(threads: int | None) -> str:
+    """``2 threads``, ``1 thread``, or ``all cores`` for None or 0."""
+    return f"{threads} thread{'s' if threads != 1 else ''}" if threads else "all cores"
 
 
 def build_estimator(settings: Settings, weights: str | Path | None = None,

@@ -218,6 +218,8 @@ class UploadWorker:
             if self._closed:  # queued when the server closed: it must not hold the shutdown up
                 raise HTTPError(503, "the server is shutting down")
             if self._process is None or not self._process.is_alive():
+                from livedepth.estimator import thread_count  # torch: loaded already where a model is served
+
                 context = multiprocessing.get_context("spawn")
                 parent, child = context.Pipe()
                 self._process = context.Process(target=serve_uploads, name="livedepth-uploads", daemon=True,
@@ -225,7 +227,8 @@ class UploadWorker:
                 self._process.start()
                 child.close()
                 self._conn = parent
-                log.info("upload worker started (process %d, background CPU priority)", self._process.pid)
+                log.info("upload worker started (process %d: eager torch, %s, background CPU priority)",
+                         self._process.pid, thread_count(self.estimator_settings.get("threads")))
             return self._conn
 
     def _forget(self, conn: Connection) -> None:
