@@ -38,7 +38,7 @@ from livedepth.frames import Rendered
 from livedepth.settings import WebSettings
 from livedepth.sinks import Sink
 from livedepth.stages import Latest
-from livedepth.uploads import HTTPError, UploadLimits, UploadWorker
+from livedepth.uploads import IDLE_S, HTTPError, UploadLimits, UploadWorker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class WebOptions:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 50_000_000
     upload_max_side: int = 1920  # uploads larger than this are scaled down before inference
+    uploads: bool = True  # photo upload offered at all
+    upload_idle_s: float = IDLE_S  # the upload worker process ends after this long without an upload
 
     @classmethod
     def from_settings(cls, web: WebSettings, address: tuple[str, int]) -> WebOptions:
@@ -75,7 +77,8 @@ class WebOptions:
         return cls(host=host, port=port, token=token, no_auth=web.no_auth, max_clients=web.max_clients,
                    jpeg_quality=web.jpeg_quality, stream_fps=web.stream_fps,
                    max_upload_bytes=int(web.max_upload_mb * 2**20),
-                   max_upload_pixels=int(web.max_upload_megapixels * 1e6))
+                   max_upload_pixels=int(web.max_upload_megapixels * 1e6), uploads=web.uploads,
+                   upload_idle_s=web.upload_idle_s)
 
 
 def is_loopback(host: str) -> bool:
@@ -226,7 +229,8 @@ class WebServer:
     ``stats`` gives the live run's statistics and ``colorizer`` is the live run's colorizer,
     which the page may change (both None without a live source). With ``estimator`` (the live
     run's), photo uploads are served by an :class:`~livedepth.uploads.UploadWorker` process
-    that builds the same model. The live frames arrive through :attr:`hub`.
+    that builds the same model, unless ``options.uploads`` is off: then no worker is made at
+    all. The live frames arrive through :attr:`hub`.
     """
 
     def __init__(
@@ -244,8 +248,9 @@ class WebServer:
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
         # photo uploads: decoded, run and encoded in a background-priority worker process
-        self.uploads = None if estimator is None else UploadWorker(
-            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side))
+        self.uploads = None if estimator is None or not options.uploads else UploadWorker(
+            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side),
+            options.upload_idle_s)
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -338,6 +343,8 @@ class WebServer:
         return self.settings()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
+        if not self.options.uploads:
+            raise HTTPError(404, "photo upload is turned off on this server")
         if self.uploads is None:
             raise HTTPError(503, "no model loaded")
         try:

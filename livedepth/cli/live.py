@@ -9,7 +9,7 @@ from livedepth.cli.common import Interrupts, add_config_flags, add_setting_flags
 #: Both commands colour video with the stable normalisation unless told otherwise.
 DEFAULTS = {("render", "normalize"): "stable"}
 SOURCE_FLAGS = ("camera", "input", "realtime", "reconnect_timeout", "max_fps", "max_frames", "stats")
-WEB_FLAGS = ("token", "no_auth")
+WEB_FLAGS = ("token", "no_auth", "uploads")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
