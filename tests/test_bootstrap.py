@@ -77,6 +77,11 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
 @pytest.fixture
 def wheel_page(tmp_path: Path) -> Iterator[str]:
     """The address of a folder holding the ``tinydep`` wheel, served on 127.0.0.1."""
@@ -88,9 +93,7 @@ def wheel_page(tmp_path: Path) -> Iterator[str]:
     backend = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(backend)
     backend.wheel(folder, "tinydep", "1.0", requires=())
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
