@@ -88,6 +88,11 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def thread_count(threads: int | None) -> str:
+    """``2 threads``, ``1 thread``, or ``all cores`` for None or 0."""
+    return f"{threads} thread{'s' if threads != 1 else ''}" if threads else "all cores"
+
+
 class _ShapeLocks:
     """One lock per network input shape: forwards of different shapes run side by side."""
 
@@ -238,11 +243,6 @@ class DepthEstimator:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR HxWx3 frame, got shape {frame_bgr.shape}")
         return self.infer(self.preprocess(frame_bgr), frame_bgr.shape[:2])
-
-
-def thread_count(threads: int | None) -> str:
-    """``2 threads``, ``1 thread``, or ``all cores`` for None or 0."""
-    return f"{threads} thread{'s' if threads != 1 else ''}" if threads else "all cores"
 
 
 def build_estimator(settings: Settings, weights: str | Path | None = None,
