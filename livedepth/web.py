@@ -229,8 +229,7 @@ class WebServer:
     ``stats`` gives the live run's statistics and ``colorizer`` is the live run's colorizer,
     which the page may change (both None without a live source). With ``estimator`` (the live
     run's), photo uploads are served by an :class:`~livedepth.uploads.UploadWorker` process
-    that builds the same model, unless ``options.uploads`` is off: then no worker is made at
-    all. The live frames arrive through :attr:`hub`.
+    that builds the same model. The live frames arrive through :attr:`hub`.
     """
 
     def __init__(
@@ -247,7 +246,8 @@ class WebServer:
         self.stats = stats
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
-        # photo uploads: decoded, run and encoded in a background-priority worker process
+        # photo uploads: decoded, run and encoded in a background-priority worker process (with
+        # options.uploads off there is none, and nothing ever starts one)
         self.uploads = None if estimator is None or not options.uploads else UploadWorker(
             estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side),
             options.upload_idle_s)
