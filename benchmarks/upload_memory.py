@@ -4,9 +4,9 @@
 
 Runs the real CLI (``serve --input CLIP --realtime`` on 127.0.0.1, the preset's model settings)
 twice after a first start that chooses and exports the backend: with uploads on, POSTing
-one 640x480 photo once the live run has processed a few frames, and with ``--no-uploads``. For each process it reads ``/proc/PID/smaps_rollup``: RSS,
-and private memory (Private_Clean + Private_Dirty: what ending the process gives back).
-Prints JSON, in MB.
+one 640x480 photo once the live run has processed a few frames, and with ``--no-uploads``.
+For each process it reads ``/proc/PID/smaps_rollup``: RSS, and private memory (Private_Clean
++ Private_Dirty: what ending the process gives back). Prints JSON, in MB.
 """
 
 from __future__ import annotations

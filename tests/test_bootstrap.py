@@ -35,7 +35,8 @@ def wheel(directory, name="tinyapp", version="0.1", requires=("tinydep",)):
     metadata = f"Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\nProvides-Extra: fast\\n"
     files = {
         f"{dist}.dist-info/METADATA": metadata + "".join(f"Requires-Dist: {r}\\n" for r in requires),
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: tiny\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: tiny\\nRoot-Is-Purelib: true\\n"
+                                   "Tag: py3-none-any\\n",
         f"{name}.pth": "\\n",
     }
     filename = f"{dist}-py3-none-any.whl"
@@ -133,8 +134,8 @@ def test_without_a_terminal_each_phase_and_download_is_a_line(project: Path, whe
     assert lines[5] == "bootstrap:   installing 2 packages"
     assert re.fullmatch(r"bootstrap: done in \d+ s", lines[6]) and len(lines) == 7, proc.stderr
     assert "Successfully installed tinyapp-0.1 tinydep-1.0" in log.read_text()  # pip's own output, in the log
-    check = subprocess.run([venv / "bin" / "python", "-c", "import importlib.metadata as m; print(m.version('tinydep'))"],
-                           capture_output=True, text=True)
+    version = "import importlib.metadata as m; print(m.version('tinydep'))"
+    check = subprocess.run([venv / "bin" / "python", "-c", version], capture_output=True, text=True)
     assert check.stdout.strip() == "1.0", check.stderr
 
     again = bootstrap(project, env)

@@ -5,7 +5,6 @@ The outputs are written to a temporary name and renamed; ``mkstemp`` would make 
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
