@@ -32,7 +32,6 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 from livedepth.core.errors import LivedepthError
-from livedepth.core.files import cache_dir, read_cache, write_cache
+from livedepth.core.files import cache_dir, create_temp, read_cache, write_cache
 from livedepth.core.vocab import BACKEND_NAMES
 
 if TYPE_CHECKING:
@@ -205,7 +204,7 @@ def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
     from livedepth.model.midas import fold_batchnorm, static_padding  # timm is slow to import (phase 2 removes this arrow)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = create_temp(path)
     os.close(fd)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -213,7 +212,7 @@ def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
             torch.onnx.export(
                 static_padding(fold_batchnorm(copy.deepcopy(model).cpu().eval()), height, width),
                 (torch.zeros(1, 3, height, width),),
-                tmp,
+                str(tmp),
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=["input"],
@@ -221,7 +220,7 @@ def export_onnx(model: MidasSmall, path: Path, height: int, width: int) -> Path:
             )
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     log.info("exported %s", path)
     return path
 
@@ -385,16 +384,16 @@ class Int8Backend(_PerSize):
 
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = create_temp(dest)
         os.close(fd)
-        prepared = Path(tmp).with_suffix(".pre.onnx")
+        prepared = tmp.with_suffix(".pre.onnx")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 quant_pre_process(str(fp32), str(prepared))
                 quantize_static(
                     str(prepared),
-                    tmp,
+                    str(tmp),
                     Reader(),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
@@ -403,7 +402,7 @@ class Int8Backend(_PerSize):
                 )
             os.replace(tmp, dest)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             prepared.unlink(missing_ok=True)
         log.info("quantized %s", dest)
 

@@ -86,6 +86,11 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def thread_count(threads: int | None) -> str:
+    """``2 threads``, ``1 thread``, or ``all cores`` for None or 0."""
+    return f"{threads} thread{'s' if threads != 1 else ''}" if threads else "all cores"
+
+
 class _ShapeLocks:
     """One lock per network input shape: forwards of different shapes run side by side."""
 
@@ -164,7 +169,9 @@ class DepthEstimator:
                                                    eager=eager, **common)
         self.backend_name = name
         how = " (auto)" if requested == "auto" else f" ({origin})" if origin else ""
-        log.info("backend: %s%s on %s, %s threads", name, how, self.device, threads or "all")
+        runtime = getattr(self.backend, "runtime", None)  # int8: what runs the quantized model
+        log.info("backend: %s%s%s on %s, %s", name, how, f", run by {runtime}" if runtime else "", self.device,
+                 thread_count(threads))
         if not self.backend.has_exports():
             self._load_model()  # now, so that bad weights fail here and not on the first frame
         if not keep_aspect:

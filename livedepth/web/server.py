@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -31,13 +32,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 import cv2
 import numpy as np
 
-from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Rendered
-from livedepth.settings import WebSettings
-from livedepth.io.sinks import Sink
 from livedepth.core.stages import Latest
-from livedepth.web.uploads import HTTPError, UploadLimits, UploadWorker
+from livedepth.io.sinks import Sink
+from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
+from livedepth.settings import WebSettings
+from livedepth.web.addresses import reachable_hosts
+from livedepth.web.uploads import IDLE_S, HTTPError, UploadLimits, UploadWorker
 from livedepth.web.view3d import RecentViewers, encode_rgbd_png
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class WebOptions:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 50_000_000
     upload_max_side: int = 1920  # uploads larger than this are scaled down before inference
+    uploads: bool = True  # photo upload offered at all
+    upload_idle_s: float = IDLE_S  # the upload worker process ends after this long without an upload
 
     @classmethod
     def from_settings(cls, web: WebSettings, address: tuple[str, int]) -> WebOptions:
@@ -76,7 +80,8 @@ class WebOptions:
         return cls(host=host, port=port, token=token, no_auth=web.no_auth, max_clients=web.max_clients,
                    jpeg_quality=web.jpeg_quality, stream_fps=web.stream_fps,
                    max_upload_bytes=int(web.max_upload_mb * 2**20),
-                   max_upload_pixels=int(web.max_upload_megapixels * 1e6))
+                   max_upload_pixels=int(web.max_upload_megapixels * 1e6), uploads=web.uploads,
+                   upload_idle_s=web.upload_idle_s)
 
 
 def is_loopback(host: str) -> bool:
@@ -240,6 +245,12 @@ class _Server(ThreadingHTTPServer):
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":  # every interface means the IPv4 ones too, whatever the system's default
+            with suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
 
 class WebServer:
     """The HTTP server. ``start()`` serves on a background thread; ``close()`` ends it.
@@ -264,9 +275,11 @@ class WebServer:
         self.stats = stats
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
-        # photo uploads: decoded, run and encoded in a background-priority worker process
-        self.uploads = None if estimator is None else UploadWorker(
-            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side))
+        # photo uploads: decoded, run and encoded in a background-priority worker process (with
+        # options.uploads off there is none, and nothing ever starts one)
+        self.uploads = None if estimator is None or not options.uploads else UploadWorker(
+            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side),
+            options.upload_idle_s)
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -293,11 +306,16 @@ class WebServer:
         return self._clients
 
     def url(self) -> str:
-        """The page's address, with the token if there is one."""
+        """The page's address (loopback when serving every interface), with the token if there is one."""
+        return self.urls()[0]
+
+    def urls(self) -> list[str]:
+        """Every address the page is served at (see :func:`~livedepth.addresses.reachable_hosts`),
+        loopback first, with the token if there is one."""
         host = self.options.host
-        shown = socket.gethostname() if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        dual_stack = host == "::" and not self.httpd.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
         query = f"?token={quote(self.options.token, safe='')}" if self.options.token else ""
-        return f"http://{shown}:{self.port}/{query}"
+        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{query}" for h in reachable_hosts(host, dual_stack)]
 
     def start(self) -> WebServer:
         """Serve on a daemon thread."""
@@ -356,6 +374,8 @@ class WebServer:
         return self.settings()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
+        if not self.options.uploads:
+            raise HTTPError(404, "photo upload is turned off on this server")
         if self.uploads is None:
             raise HTTPError(503, "no model loaded")
         try:
