@@ -132,7 +132,7 @@ def check_cluster(address: str, label: str | None = None, timeout: float = CONNE
     where = label or address
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout, 10.0)) as sock:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout / 2, 10.0)) as sock:
             grpc = _speaks_http2(sock)
     except ConnectionRefusedError:
         raise LivedepthError(f"--ray: nothing listens at {where}: start the head there (`ray start --head "

@@ -93,6 +93,26 @@ def ray_python_ok(python: str) -> bool:
     return subprocess.run([python, "-c", "import ray"], check=False, capture_output=True).returncode == 0
 
 
+def python_without_livedepth(dest: Path) -> str:
+    """An interpreter with this environment's packages (ray, torch, ...) but without livedepth, for
+    a node where livedepth is not installed: a venv whose only link to them is a ``.pth`` line
+    naming this environment's site-packages, which therefore is not a site dir, so its own
+    ``.pth`` files (livedepth's editable install) never run. Checked before it is returned."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
+    python = str(dest / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    Path(site, "outer-site-packages.pth").write_text("".join(f"{p}\n" for p in ours))
+    check = subprocess.run([python, "-c", "import ray\ntry:\n import livedepth\nexcept ImportError: pass\n"
+                            "else: raise SystemExit(livedepth.__file__)"], cwd=dest, capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(f"{python} should have ray and not livedepth: {check.stderr or check.stdout}")
+    return python
+
+
 def run_ray_driver(
     driver: str | os.PathLike[str],
     args: Sequence[str] = (),
