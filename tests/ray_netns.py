@@ -13,13 +13,19 @@ the pid namespace. If the caller dies or is interrupted, ``unshare`` gets SIGKIL
 unless ``keep_temp``); nothing is written to ``/tmp/ray`` or ``~/.ray``. Node death is detected
 in ~1.5 s (``FAST_HEALTH_CHECK_ENV``) instead of Ray's default ~15 s.
 
-The driver gets ``RAY_ADDRESS`` (so a bare ``ray.init()`` connects), the token, and:
+The driver gets ``RAY_ADDRESS`` (so a bare ``ray.init()`` connects; not with ``nodes=0``, where no
+cluster runs and a Ray the driver starts keeps its files in the temp dir too), the token, and:
 
 * ``RAY_NETNS_NODES``: how many nodes were started;
 * ``RAY_NETNS_KILL_FILE``: create this file (content: node index, or empty for ``kill_node``)
   to have the supervisor SIGKILL that node's whole process tree (raylet, agents, workers) at
-  once; printing a line containing ``kill_marker`` on stdout does the same;
+  once; printing a line containing ``kill_marker`` on stdout does the same (the head, index 0,
+  only when ``kill_node=0`` asks for it);
 * ``RAY_NETNS_KILLED_FILE``: appears once the supervisor has killed the node.
+
+A node can run another interpreter (``node_python``; :func:`python_without_livedepth` makes one
+without livedepth), its own ``--node-name`` and environment; the driver can get its own
+environment (a wrong token) and working directory.
 
 Printing ``interrupt_marker`` makes the supervisor send SIGINT to the driver (a Ctrl+C), and
 ``snapshot_marker`` records an ``ss -tuanp`` snapshot. Drivers must flush stdout
