@@ -148,23 +148,12 @@ class RayPool:
             self._local = connect(self.address, self.connect_timeout)
 
     def _start_actors(self, ray, limit: int) -> dict:
-        """Actors pinned node by node, one per ``threads`` CPUs (and GPU with cuda): {actor: node label}."""
+        """Actors pinned node by node (see :func:`placement`): {actor: node label}."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         threads = self.settings.model.threads or 1
         gpus = 1 if self.settings.model.device == "cuda" else 0
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-
-        def fits(node: dict) -> int:
-            count = int(node["Resources"].get("CPU", 0) // threads)
-            return min(count, int(node["Resources"].get("GPU", 0))) if gpus else count
-
-        slots = {n["NodeID"]: fits(n) for n in nodes}
-        if not any(slots.values()):
-            most = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
-            need = f"{threads} CPUs" + (" and a GPU" if gpus else "")
-            raise LivedepthError(f"--ray: no node of the cluster has {need} for a worker (the largest has {most:g} CPUs)")
-        order = [n for rank in range(max(slots.values())) for n in nodes if slots[n["NodeID"]] > rank][:limit]
+        order = placement([n for n in ray.nodes() if n.get("Alive")], threads, bool(gpus), limit)
         data = self.weights.read_bytes()
         sha = _sha256(data)
         weights_ref = ray.put(data)  # once, for every actor
@@ -247,21 +236,10 @@ class RayPool:
                 break
             for ref in ready:
                 if ref in starting:
-                    actor, node = starting.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.RayActorError as exc:
-                        if exc.actor_init_failed and node not in broken:
-                            broken[node] = _start_failure(exc)
-                            if started:
-                                _log_broken({node: broken[node]})
-                        elif not exc.actor_init_failed:
-                            log.warning("ray: node %s: a worker was lost while starting", node)
-                        continue
-                    if not started:  # said once a node can convert; else the batch stops with one line
-                        _log_broken(broken)
-                    started = True
-                    idle.append(actor)
+                    actor = _started(ray, ref, *starting.pop(ref), broken, started)
+                    if actor is not None:
+                        started = True
+                        idle.append(actor)
                     continue
                 actor, job = running.pop(ref)
                 try:
@@ -325,6 +303,22 @@ class RayPool:
         return final
 
 
+def placement(nodes: Sequence[dict], threads: int, gpu: bool, limit: int) -> list[dict]:
+    """The node (an entry of ``ray.nodes()``) of each actor: one per ``threads`` CPUs (and GPU)
+    of every node, taken round by round so that a short batch still spreads over the nodes."""
+
+    def fits(node: dict) -> int:
+        count = int(node["Resources"].get("CPU", 0) // threads)
+        return min(count, int(node["Resources"].get("GPU", 0))) if gpu else count
+
+    slots = [fits(node) for node in nodes]
+    if not any(slots):
+        most = max((node["Resources"].get("CPU", 0) for node in nodes), default=0)
+        need = f"{threads} CPUs" + (" and a GPU" if gpu else "")
+        raise LivedepthError(f"--ray: no node of the cluster has {need} for a worker (the largest has {most:g} CPUs)")
+    return [node for rank in range(max(slots)) for node, count in zip(nodes, slots) if count > rank][:limit]
+
+
 class _HeadWatch:
     """Whether the head's GCS port has refused (or not answered) connections for ``HEAD_LOST_S``."""
 
@@ -347,6 +341,24 @@ class _HeadWatch:
             if self._failing_since is None:
                 self._failing_since = now
         return self._failing_since is not None and now - self._failing_since >= HEAD_LOST_S
+
+
+def _started(ray, ref, actor, node: str, broken: dict[str, str], any_started: bool):
+    """``actor`` once its ``__ray_ready__`` (the model loaded) is back; None when it cannot start,
+    noting in ``broken`` why livedepth cannot run on its node."""
+    try:
+        ray.get(ref)
+    except ray.exceptions.RayActorError as exc:
+        if not exc.actor_init_failed:
+            log.warning("ray: node %s: a worker was lost while starting", node)
+        elif node not in broken:
+            broken[node] = _start_failure(exc)
+            if any_started:
+                _log_broken({node: broken[node]})
+        return None
+    if not any_started:  # said once a node can convert; when none can, the batch stops with one line
+        _log_broken(broken)
+    return actor
 
 
 def _log_broken(broken: dict[str, str]) -> None:

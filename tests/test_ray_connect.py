@@ -1,5 +1,6 @@
-"""How ``--ray`` explains what stops it from joining a cluster: Ray's own exceptions and real
-sockets on 127.0.0.1 (the end-to-end cases, with real clusters, are in test_batch_ray_failures.py)."""
+"""What ``--ray`` decides without a cluster: how it explains what stops it from joining one (Ray's
+own exceptions, real sockets on 127.0.0.1) and where actors go. The end-to-end cases, on real
+clusters, are in test_batch_ray_failures.py."""
 
 from __future__ import annotations
 
@@ -76,3 +77,17 @@ def test_an_http_server_and_a_silent_one_are_not_ray():
         server.shutdown()
         server.server_close()
         silent.close()
+
+
+def test_actors_go_round_the_nodes_and_threads_no_node_has_are_one_line():
+    from livedepth.ray_pool import placement
+
+    def node(name: str, cpus: float, gpus: float = 0) -> dict:  # an entry of ray.nodes(), the fields used
+        return {"NodeID": name, "Resources": {"CPU": cpus, "GPU": gpus}}
+
+    big, small = node("big", 8, gpus=1), node("small", 2)
+    assert [n["NodeID"] for n in placement([big, small], 2, False, 10)] == ["big", "small", "big", "big", "big"]
+    assert [n["NodeID"] for n in placement([big, small], 2, False, 2)] == ["big", "small"]
+    assert [n["NodeID"] for n in placement([big, small], 2, True, 10)] == ["big"]
+    with pytest.raises(LivedepthError, match=r"no node of the cluster has 16 CPUs for a worker \(the largest has 8"):
+        placement([big, small], 16, False, 10)
