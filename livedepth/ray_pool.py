@@ -205,7 +205,7 @@ class RayPool:
         broken: dict[str, str] = {}  # node label -> why livedepth cannot start there
         started = False
         stop_sent = 0.0
-        head = _HeadWatch(ray.get_runtime_context().gcs_address)
+        head = _HeadWatch(_gcs_address(ray))
 
         def stopping() -> bool:
             return self._stop.is_set() or self.head_lost
@@ -319,19 +319,28 @@ def placement(nodes: Sequence[dict], threads: int, gpu: bool, limit: int) -> lis
     return [node for rank in range(max(slots)) for node, count in zip(nodes, slots) if count > rank][:limit]
 
 
+def _gcs_address(ray) -> str | None:
+    """HOST:PORT of the head's GCS, when this process knows it (not through Ray Client)."""
+    try:
+        address = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - unknown: the head is not watched
+        return None
+    return address if isinstance(address, str) and address.rpartition(":")[2].isdigit() else None
+
+
 class _HeadWatch:
     """Whether the head's GCS port has refused (or not answered) connections for ``HEAD_LOST_S``."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str | None) -> None:
         self.address = address
-        host, _, port = address.rpartition(":")
+        host, _, port = (address or ":0").rpartition(":")
         self._where = (host.strip("[]"), int(port))
         self._failing_since: float | None = None
         self._next = 0.0
 
     def lost(self) -> bool:
         now = time.monotonic()
-        if now < self._next:
+        if self.address is None or now < self._next:
             return False
         self._next = now + 1.0
         try:

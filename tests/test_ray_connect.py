@@ -21,10 +21,12 @@ def test_a_version_mismatch_as_ray_raises_it_is_one_line_naming_both_versions():
 
     with pytest.raises(RuntimeError) as raised:  # what ray.init raises when the cluster differs
         check_version_info({"ray_version": "2.59.0", "python_version": "3.10.12"}, "node 10.0.0.2")
-    error = connect_error(raised.value, "10.0.0.1:6379")
-    assert str(error).count("\n") == 0
-    assert "Ray 2.59.0 on Python 3.10.12" in str(error)
-    assert f"Ray {ray.__version__} on Python " in str(error) and "same Ray and Python versions" in str(error)
+    wrapped = ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")  # as ray.init passes it on
+    wrapped.__cause__ = raised.value
+    for exc in (raised.value, wrapped):
+        error = str(connect_error(exc, "10.0.0.1:6379"))
+        assert "\n" not in error and "Ray 2.59.0 on Python 3.10.12" in error
+        assert f"Ray {ray.__version__} on Python " in error and "same Ray and Python versions" in error
 
 
 def test_a_refused_token_is_one_line_naming_ray_auth_token():
