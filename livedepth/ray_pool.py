@@ -13,9 +13,9 @@ they cannot start (livedepth or one of its packages missing there: ModuleNotFoun
 in the log and left out; when no node can, the batch stops with one line. A file whose actor
 dies (its node lost) is given to another actor, up to ``RETRIES`` times; a stopped or failed
 file leaves no partial output. ``stop()`` (Ctrl+C) cancels what has not started, asks running
-files to stop, and keeps every finished output. When the head stops answering for
-``HEAD_LOST_S`` seconds the batch stops the same way and says which files are left; a rerun
-converts only those.
+files to stop, and keeps every finished output. While the head does not answer, no new file
+starts; after ``HEAD_LOST_S`` seconds the batch stops the same way and says which files are
+left; a rerun converts only those.
 """
 
 from __future__ import annotations
@@ -216,15 +216,20 @@ class RayPool:
                 on_result(result)
 
         while running or (pending and (idle or starting) and not stopping()):
-            while pending and idle and not stopping():
+            while pending and idle and not stopping() and head.answering:
                 actor, job = idle.popleft(), pending.popleft()
                 running[self._submit(ray, actor, job)] = (actor, job)
             if stopping() and not stop_sent:
                 stop_sent = time.monotonic()
                 for actor, _ in running.values():
                     actor.stop.remote()
-            ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=0.5)
-            if not self.head_lost and head.lost():
+            if running or starting:
+                ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=0.5)
+            else:  # idle actors, and a head that does not answer
+                ready = []
+                time.sleep(0.5)
+            head.check()
+            if not self.head_lost and head.lost:
                 self.head_lost = True
                 log.error("ray: the cluster's head (%s) has not answered for %.0f s: stopping the batch",
                           head.address, HEAD_LOST_S)
@@ -329,7 +334,8 @@ def _gcs_address(ray) -> str | None:
 
 
 class _HeadWatch:
-    """Whether the head's GCS port has refused (or not answered) connections for ``HEAD_LOST_S``."""
+    """Connects to the head's GCS port once a second: ``answering`` is False from the first
+    failure on, ``lost`` once it has failed for ``HEAD_LOST_S``."""
 
     def __init__(self, address: str | None) -> None:
         self.address = address
@@ -338,18 +344,28 @@ class _HeadWatch:
         self._failing_since: float | None = None
         self._next = 0.0
 
+    @property
+    def answering(self) -> bool:
+        return self._failing_since is None
+
+    @property
     def lost(self) -> bool:
+        return not self.answering and time.monotonic() - self._failing_since >= HEAD_LOST_S
+
+    def check(self) -> None:
         now = time.monotonic()
         if self.address is None or now < self._next:
-            return False
+            return
         self._next = now + 1.0
+        was = self.answering
         try:
             socket.create_connection(self._where, timeout=1.0).close()
             self._failing_since = None
         except OSError:
-            if self._failing_since is None:
-                self._failing_since = now
-        return self._failing_since is not None and now - self._failing_since >= HEAD_LOST_S
+            self._failing_since = self._failing_since or now
+        if was != self.answering:
+            log.warning("ray: the cluster's head (%s) %s", self.address,
+                        "answers again" if self.answering else "does not answer: no new files until it does")
 
 
 def _started(ray, ref, actor, node: str, broken: dict[str, str], any_started: bool):

@@ -468,7 +468,8 @@ class _Supervisor:
         finally:
             self.done.set()
             mon.join(timeout=5)
-            self.teardown()
+            # Without their head, the other nodes' `ray start --block` do not drain on SIGTERM.
+            self.teardown(grace=2.0 if any(k["index"] == 0 for k in self.report["killed"]) else 10.0)
             self.report["driver_returncode"] = rc
             (self.work / "report.json").write_text(json.dumps(self.report, indent=1))
         return 0

@@ -101,18 +101,19 @@ def test_with_no_node_that_has_livedepth_the_batch_is_one_line(two_clips, tmp_pa
 
 
 def test_losing_the_head_stops_the_batch_and_a_rerun_converts_only_what_is_left(tmp_path, weights_pt):
-    inputs, out = _clips(tmp_path / "in", 10), tmp_path / "out"
+    inputs, out = _clips(tmp_path / "in", 8, frames=15), tmp_path / "out"
     result = _convert(inputs, out, weights_pt, "--ray", nodes=2, size="256",
                       before=("--say-after", "1", str(out), KILL_MARKER), kill_node=0)
     killed = result.report.get("killed")
     assert killed and killed[0]["index"] == 0, result.supervisor_log[-2000:]
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.report["driver_end_t"] - killed[0]["t"] < 60, "the driver stops within a bounded time"
-    assert "ray: the cluster's head (127.0.0.1:6379) has not answered" in result.stderr
+    assert "ray: the cluster's head (127.0.0.1:6379) does not answer: no new files until it does" in result.stderr
+    assert "ray: the cluster's head (127.0.0.1:6379) has not answered for 10 s: stopping the batch" in result.stderr
     finished = sorted(p.name for p in out.glob("*.mp4"))
     left = sorted(set(p.name for p in inputs.iterdir()) - set(finished))
     assert finished and left, "the head was killed mid-batch"
-    assert f"ray: {len(left)} of 10 files left ({', '.join(left[:5])}" in result.stderr
+    assert f"ray: {len(left)} of 8 files left ({', '.join(left[:5])}" in result.stderr
     _assert_same_timestamps(out, inputs, finished)  # finished outputs are whole
     assert not list(out.rglob("*.partial*")), "no partial output is left behind"
 
