@@ -3,7 +3,7 @@
 Every setting is a field of a section dataclass (``[model]``, ``[render]``, ...) that names
 its flag, its help and its check. :func:`load_settings` merges the three layers and validates
 every value once; a bad value, a wrong type or an unknown key is a one-line
-:class:`~livedepth.errors.LivedepthError` naming the key or flag, the value and what is allowed.
+:class:`~livedepth.core.errors.LivedepthError` naming the key or flag, the value and what is allowed.
 The presets live in ``configs/`` and ship in the wheel as ``livedepth.configs``.
 """
 
@@ -19,15 +19,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Any
 
-from livedepth.colorize import LAYOUTS, NORMALIZE_MODES, colormap_names
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import AUDIO_CHOICES, BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
+from livedepth.render.colorize import colormap_names
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
-
-BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-AUDIO_CHOICES = ("all", "first", "none")  # --audio: every audio stream, the first, or none
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def setting(default: Any, flag: str | None = None, help: str = "", *, check: Check | None = None,
@@ -64,12 +60,6 @@ def _colormap(name: str) -> str | None:
 
 def _value_range(value: tuple[float, float]) -> str | None:
     return None if value[1] > value[0] else "needs LO < HI"
-
-
-def _camera_spec(value: str) -> str | None:
-    from livedepth.sources import camera_spec_problem
-
-    return camera_spec_problem(value)
 
 
 def _sha256(value: str) -> str | None:
@@ -116,7 +106,7 @@ class LiveSettings:
     # A string once loaded ("0", "picam", "picam:1"); TOML may give an index as an int (camera = 0).
     camera: str | int = setting("0", "--camera", "camera (when no --input is given): an index N, or picam / "
                                 "picam:N for a Raspberry Pi Camera Module through picamera2",
-                                check=_camera_spec, metavar="N|picam[:N]")
+                                check=camera_spec_problem, metavar="N|picam[:N]")
     input: str | None = setting(None, "--input", "video file, or an http(s):// or rtsp:// stream",
                                 metavar="PATH_OR_URL")
     realtime: bool = setting(False, "--realtime", "play a file at its native frame rate")
@@ -146,6 +136,8 @@ class WebSettings:
     stream_fps: float = setting(0.0, check=at_least(0))
     max_upload_mb: float = setting(20.0, check=above(0))
     max_upload_megapixels: float = setting(50.0, check=above(0))
+    uploads: bool = setting(True, "--no-uploads", "no photo upload: its worker process (and its memory) never starts")
+    upload_idle_s: float = setting(120.0, check=above(0))
 
 
 @dataclass(frozen=True)

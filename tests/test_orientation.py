@@ -14,14 +14,14 @@ import cv2
 import numpy as np
 import pytest
 from av.sidedata.sidedata import Type
-from cli_helpers import run_cli
-from clips import corner_pattern, frame_image, make_oriented_clip, quadrant_means
-from synthetic_scene import SceneClip
+from support.cli_helpers import run_cli
+from support.clips import corner_pattern, frame_image, make_oriented_clip, quadrant_means
+from support.synthetic_scene import SceneClip
 
-from livedepth.metrics import temporal_consistency
-from livedepth.orientation import Orientation
-from livedepth.sources import FileSource
-from livedepth.video import probe, read_frames, sample_frames
+from livedepth.render.metrics import temporal_consistency
+from livedepth.io.orientation import Orientation
+from livedepth.io.sources import FileSource
+from livedepth.io.video import probe, read_frames, sample_frames
 
 #: (counter-clockwise degrees, mirror) of the display matrices tried: what PyAV's
 #: ``set_display_rotation`` (and ffprobe's ``rotation``) calls 90, 180 and 270, and a mirror.

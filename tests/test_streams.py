@@ -10,11 +10,11 @@ from pathlib import Path
 
 import av
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
-from clips import SUBTITLES, corner_pattern, decoded_pts, make_film, make_oriented_clip
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.clips import SUBTITLES, corner_pattern, decoded_pts, make_film, make_oriented_clip
 
-from livedepth.errors import LivedepthError
-from livedepth.passthrough import can_carry
+from livedepth.core.errors import LivedepthError
+from livedepth.io.passthrough import can_carry
 from livedepth.settings import load_settings
 
 #: (codec, language, title) of the films' tracks: two audio codecs per container, and subtitles
@@ -192,8 +192,8 @@ def test_a_bad_audio_flag_is_one_line(films, tmp_path, weights_pt):
 def test_batch_and_the_ray_transfer_mode_keep_every_track_and_turn_clips_upright(films, tmp_path, weights_pt):
     """The batch path and the Ray actor's transfer mode (bytes in, files out, as the driver ships
     them) convert through the same code, so they keep the same tracks and orientation."""
-    from livedepth.batch import Job, raw_output
-    from livedepth.ray_pool import ConvertActor
+    from livedepth.app.batch import Job, raw_output
+    from livedepth.app.ray_pool import ConvertActor
 
     inputs = tmp_path / "in"
     inputs.mkdir()
