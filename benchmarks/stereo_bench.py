@@ -39,10 +39,10 @@ def _ms(samples: list[float]) -> dict[str, float]:
 def warp_times(threads: int, reps: int) -> dict:
     """Milliseconds of the warp alone and of each layout's whole render, on the synthetic scene."""
     import cv2
-    from synthetic_scene import SceneClip
+    from support.synthetic_scene import SceneClip
 
-    from livedepth.colorize import LAYOUTS, Colorizer
-    from livedepth.stereo import StereoWarp
+    from livedepth.render.colorize import LAYOUTS, Colorizer
+    from livedepth.render.stereo import StereoWarp
 
     cv2.setNumThreads(threads)
     pairs = list(SceneClip(frames_count=10).frames())
@@ -78,13 +78,13 @@ def warp_times(threads: int, reps: int) -> dict:
 def main() -> None:
     args = benchmark_args(__doc__, seconds=10.0, rounds=4, more=lambda p: p.add_argument(
         "--warp-reps", type=int, default=200, help="timed warps for each setting"))
-    from clips import make_clip
+    from support.clips import make_clip
 
-    from livedepth.colorize import Colorizer
-    from livedepth.convert import Converter
-    from livedepth.estimator import DepthEstimator
-    from livedepth.stereo import Stereo
-    from livedepth.video import probe
+    from livedepth.render.colorize import Colorizer
+    from livedepth.run.convert import Converter
+    from livedepth.inference.estimator import DepthEstimator
+    from livedepth.render.stereo import Stereo
+    from livedepth.io.video import probe
 
     arms = {"depth": lambda: Colorizer(normalize="stable"),
             "sbs": lambda: Colorizer(normalize="stable", layout="sbs"),

@@ -3,7 +3,7 @@
 Every setting is a field of a section dataclass (``[model]``, ``[render]``, ...) that names
 its flag, its help and its check. :func:`load_settings` merges the three layers and validates
 every value once; a bad value, a wrong type or an unknown key is a one-line
-:class:`~livedepth.errors.LivedepthError` naming the key or flag, the value and what is allowed.
+:class:`~livedepth.core.errors.LivedepthError` naming the key or flag, the value and what is allowed.
 The presets live in ``configs/`` and ship in the wheel as ``livedepth.configs``.
 """
 
@@ -19,22 +19,22 @@ from pathlib import Path
 from types import UnionType
 from typing import Any
 
-from livedepth.colorize import LAYOUTS, NORMALIZE_MODES, colormap_names
-from livedepth.errors import LivedepthError
-from livedepth.stereo import ANAGLYPH_MODES
+from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import ANAGLYPH_MODES, AUDIO_CHOICES, BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
+from livedepth.render.colorize import colormap_names
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
-BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-
 
 def setting(default: Any, flag: str | None = None, help: str = "", *, check: Check | None = None,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false)."""
+            choices: tuple[str, ...] | None = None, metavar: str | None = None,
+            booleans: tuple[str, str] | None = None) -> Any:
+    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false).
+
+    ``booleans`` are the values TOML ``true`` and ``false`` stand for, for a setting that once was a bool.
+    """
     return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
-                                            "metavar": metavar})
+                                            "metavar": metavar, "booleans": booleans})
 
 
 def multiple_of(n: int, low: int, high: int) -> Check:
@@ -60,12 +60,6 @@ def _colormap(name: str) -> str | None:
 
 def _value_range(value: tuple[float, float]) -> str | None:
     return None if value[1] > value[0] else "needs LO < HI"
-
-
-def _camera_spec(value: str) -> str | None:
-    from livedepth.sources import camera_spec_problem
-
-    return camera_spec_problem(value)
 
 
 def _sha256(value: str) -> str | None:
@@ -133,7 +127,7 @@ class LiveSettings:
     # A string once loaded ("0", "picam", "picam:1"); TOML may give an index as an int (camera = 0).
     camera: str | int = setting("0", "--camera", "camera (when no --input is given): an index N, or picam / "
                                 "picam:N for a Raspberry Pi Camera Module through picamera2",
-                                check=_camera_spec, metavar="N|picam[:N]")
+                                check=camera_spec_problem, metavar="N|picam[:N]")
     input: str | None = setting(None, "--input", "video file, or an http(s):// or rtsp:// stream",
                                 metavar="PATH_OR_URL")
     realtime: bool = setting(False, "--realtime", "play a file at its native frame rate")
@@ -164,13 +158,16 @@ class WebSettings:
     stream_fps: float = setting(0.0, check=at_least(0))
     max_upload_mb: float = setting(20.0, check=above(0))
     max_upload_megapixels: float = setting(50.0, check=above(0))
+    uploads: bool = setting(True, "--no-uploads", "no photo upload: its worker process (and its memory) never starts")
+    upload_idle_s: float = setting(120.0, check=above(0))
 
 
 @dataclass(frozen=True)
 class ConvertSettings:
     crf: int = setting(20, "--crf", "H.264 quality, lower is better", check=between(0, 51), metavar="N")
     preset: str = setting("veryfast", "--preset", "x264 speed/size trade-off", choices=X264_PRESETS)
-    audio: bool = setting(True, "--no-audio", "drop the audio")
+    audio: str = setting("all", "--audio", "audio streams to copy: all, first or none (--no-audio: none); "
+                         "subtitles are copied too", choices=AUDIO_CHOICES, booleans=("all", "none"))
     fragmented: bool = setting(True)
     raw: Path | None = setting(None, "--raw", "also save 16-bit depth: a .mkv (FFV1) or a folder of PNGs",
                                metavar="PATH")
@@ -283,6 +280,8 @@ def _validated(section: str, name: str, value: Any, from_flag: bool, where: str)
     label = f"{spec.metadata['flag']} {value}" if from_flag else f"{where}: [{section}] {name} = {_describe(value)}"
     if value is None:
         return None
+    if spec.metadata["booleans"] and isinstance(value, bool):
+        value = spec.metadata["booleans"][0 if value else 1]
     try:
         converted = _convert(value, typing.get_type_hints(cls)[name], from_flag)
     except ValueError as exc:

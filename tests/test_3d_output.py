@@ -11,19 +11,20 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
-from clips import audio_packets, decoded_pts, make_clip
-from golden import TEST_IMAGE
-from ply_reader import read_ply
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.clips import audio_packets, decoded_pts, make_clip
+from support.golden import TEST_IMAGE
+from support.ply_reader import read_ply
 
-from livedepth.colorize import Colorizer
-from livedepth.convert import Converter
-from livedepth.errors import LivedepthError
-from livedepth.image import read_image
-from livedepth.pointcloud import Camera
+from livedepth.app.render import build_colorizer
+from livedepth.render.colorize import Colorizer
+from livedepth.run.convert import Converter
+from livedepth.core.errors import LivedepthError
+from livedepth.app.image import read_image
+from livedepth.io.pointcloud import Camera
 from livedepth.settings import load_settings
-from livedepth.stereo import STEREO_LAYOUTS
-from livedepth.video import probe, read_frames
+from livedepth.core.vocab import STEREO_LAYOUTS
+from livedepth.io.video import probe, read_frames
 
 
 def _depth(image: np.ndarray) -> np.ndarray:
@@ -69,7 +70,7 @@ def test_cli_convert_sbs_with_point_clouds(tmp_path: Path, weights_pt: Path) -> 
 
 
 def test_image_writes_a_point_cloud(tmp_path: Path, weights_pt: Path) -> None:
-    from livedepth.estimator import DepthEstimator
+    from livedepth.inference.estimator import DepthEstimator
 
     out = tmp_path / "cloud.ply"
     proc = run_cli("image", str(TEST_IMAGE), str(out), "--fov", "70", "--depth-ratio", "5",
@@ -147,7 +148,7 @@ def test_3d_settings_reach_the_colorizer(tmp_path: Path) -> None:
     config.write_text('[render]\nlayout = "half-sbs"\n[stereo]\ndivergence = 4\nconvergence = 0.25\n'
                       'anaglyph = "gray"\nswap_eyes = true\nsize = 320\n')
     settings = load_settings(config)
-    colorizer = Colorizer.from_settings(settings.render, settings.stereo)
+    colorizer = build_colorizer(settings.render, settings.stereo)
     warp = colorizer.stereo.warp
     assert (warp.divergence, warp.convergence, warp.size) == (4.0, 0.25, 320)
     assert colorizer.stereo.anaglyph == "gray" and colorizer.stereo.swap_eyes and colorizer.layout == "half-sbs"
@@ -162,7 +163,7 @@ def test_point_clouds_need_one_input_video(tmp_path: Path) -> None:
 
 
 def test_live_records_a_3d_layout(tmp_path: Path, weights_pt: Path) -> None:
-    from clips import live_clip
+    from support.clips import live_clip
 
     clip, out = live_clip(tmp_path / "clip.mp4", 20, 25.0), tmp_path / "tab.mp4"
     proc = run_cli("live", "--input", str(clip), "--no-display", "--max-frames", "4", "--threads", "1",

@@ -15,9 +15,9 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import pytest
-from cli_helpers import ROOT, assert_one_line_error
-from clips import live_clip
-from ply_reader import read_ply
+from support.cli_helpers import ROOT, assert_one_line_error
+from support.clips import live_clip
+from support.ply_reader import read_ply
 
 T = TypeVar("T")
 

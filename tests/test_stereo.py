@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import livedepth
-from livedepth.colorize import LAYOUTS, Colorizer
-from livedepth.stereo import STEREO_LAYOUTS, Stereo, StereoWarp, anaglyph, stereo_views
+from livedepth.render.colorize import LAYOUTS, Colorizer
+from livedepth.core.vocab import STEREO_LAYOUTS
+from livedepth.render.stereo import Stereo, StereoWarp, anaglyph, stereo_views
 
 H, W = 240, 320
 NEAR_N, FAR_N = 0.9, 0.2

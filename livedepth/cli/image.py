@@ -22,7 +22,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth.image import depth_image
+    from livedepth.app.image import depth_image  # on use: torch takes seconds to import
 
     depth_image(settings_from(args), args.input, args.output, args.raw, args.weights)
     return 0
