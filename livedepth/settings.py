@@ -158,8 +158,10 @@ class WebSettings:
     stream_fps: float = setting(0.0, check=at_least(0))
     max_upload_mb: float = setting(20.0, check=above(0))
     max_upload_megapixels: float = setting(50.0, check=above(0))
+    upload_max_side: int = setting(1920, check=at_least(1))  # larger photos are scaled down before inference
     uploads: bool = setting(True, "--no-uploads", "no photo upload: its worker process (and its memory) never starts")
     upload_idle_s: float = setting(120.0, check=above(0))
+    client_timeout: float = setting(10.0, check=above(0))  # seconds a viewer may stall a send or idle on keep-alive
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from livedepth.inference.estimator import DepthEstimator
-from livedepth.web.server import WebOptions
+from livedepth.settings import WebSettings
 from test_web import FIXTURE_PNG, SyntheticSource, running_pipeline
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,8 +38,8 @@ def test_page_streams_updates_stats_and_turns_a_photo_into_depth(tmp_path: Path,
     from playwright.sync_api import expect, sync_playwright
 
     estimator = DepthEstimator(weights=weights_pt, size=128, threads=2)
-    options = WebOptions(port=0, token="browser-token")
-    with running_pipeline(estimator, SyntheticSource(320, 240, fps=15.0), options) as (pipeline, server), \
+    web = WebSettings(port=0, token="browser-token")
+    with running_pipeline(estimator, SyntheticSource(320, 240, fps=15.0), web) as (pipeline, server), \
             sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS,

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from livedepth.render.colorize import Colorizer, apply_colormap
-from livedepth.web.server import WebOptions, WebServer
+from livedepth.settings import WebSettings
+from livedepth.web.server import WebServer
 from support.synthetic_scene import SceneClip
 from test_browser import ARGS, ARTIFACTS, CHROMIUM
 
@@ -35,7 +36,7 @@ def scenes() -> list[tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture
 def server():
-    server = WebServer(WebOptions(port=0, token="view-token"), stats=dict, colorizer=Colorizer()).start()
+    server = WebServer(WebSettings(port=0, token="view-token"), stats=dict, colorizer=Colorizer()).start()
     yield server
     server.close()
 

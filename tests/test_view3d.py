@@ -19,7 +19,8 @@ from livedepth.run.pipeline import LivePipeline
 from livedepth.io.sinks import Sink
 from livedepth.core.stages import Latest
 from livedepth.web.view3d import RGBD_LONG_SIDE, rgbd_image
-from livedepth.web.server import NewestEncoded, WebOptions, WebServer
+from livedepth.settings import WebSettings
+from livedepth.web.server import NewestEncoded, WebServer
 from test_web import SyntheticSource, estimator, get, running_pipeline  # noqa: F401 - estimator: a fixture
 
 
@@ -39,7 +40,7 @@ def decode(png: bytes) -> np.ndarray:
 
 def test_rgbd_png_is_the_newest_frame_and_the_depth_its_colours_came_from(estimator) -> None:  # noqa: F811
     recorder = Recorder()
-    with running_pipeline(estimator, SyntheticSource(320, 240, fps=15.0), WebOptions(port=0),
+    with running_pipeline(estimator, SyntheticSource(320, 240, fps=15.0), WebSettings(port=0),
                           sinks=(recorder,)) as (pipeline, server):
         seen: dict[int, bytes] = {}
         deadline = time.monotonic() + 60
@@ -123,7 +124,7 @@ def test_encoding_is_lazy_and_once_per_frame() -> None:
 
 @pytest.fixture
 def rgbd_server():
-    server = WebServer(WebOptions(host="0.0.0.0", port=0, token="s3cret", max_clients=2),
+    server = WebServer(WebSettings(host="0.0.0.0", port=0, token="s3cret", max_clients=2),
                        stats=dict, colorizer=Colorizer()).start()
     yield server
     server.close()
@@ -197,7 +198,7 @@ def test_3d_viewers_count_in_the_stats_and_share_the_viewer_limit(rgbd_server) -
 
 
 def test_photo_only_server_has_no_3d_data() -> None:
-    server = WebServer(WebOptions(port=0)).start()
+    server = WebServer(WebSettings(port=0)).start()
     try:
         status, _, body = get(server.port, "/rgbd.png")
         assert status == 404 and body == b"error: no live stream (started without a camera or input)\n"

@@ -27,7 +27,8 @@ from livedepth.inference.estimator import DepthEstimator
 from livedepth.run.pipeline import LivePipeline
 from livedepth.io.source import Source
 from livedepth.web.uploads import image_size
-from livedepth.web.server import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
+from livedepth.settings import WebSettings
+from livedepth.web.server import BOUNDARY, WebServer, WebSink, check_bind, parse_address
 
 FIXTURE_PNG = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
 
@@ -66,11 +67,11 @@ class SyntheticSource(Source):
 
 @contextmanager
 def running_pipeline(
-    estimator, source: Source, options: WebOptions, **kwargs
+    estimator, source: Source, web: WebSettings, **kwargs
 ) -> Iterator[tuple[LivePipeline, WebServer]]:
     """A real LivePipeline with a WebSink, run on a background thread."""
     pipeline = LivePipeline(source, estimator, Colorizer(normalize="stable"), **kwargs)
-    server = WebServer(options, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=pipeline.colorizer)
+    server = WebServer(web, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=pipeline.colorizer)
     pipeline.add_sink(WebSink(server.start()))
     errors: list[BaseException] = []
 
@@ -143,7 +144,7 @@ def estimator(weights_pt: Path) -> DepthEstimator:
 
 @pytest.fixture
 def live(estimator):
-    with running_pipeline(estimator, SyntheticSource(), WebOptions(port=0, max_clients=3)) as (pipeline, server):
+    with running_pipeline(estimator, SyntheticSource(), WebSettings(port=0, max_clients=3)) as (pipeline, server):
         yield pipeline, server
 
 
@@ -232,7 +233,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def photo_server(estimator):
-    server = WebServer(WebOptions(port=0, max_upload_bytes=2_000_000, max_upload_pixels=4_000_000),
+    server = WebServer(WebSettings(port=0, max_upload_mb=2, max_upload_megapixels=4),
                        estimator=estimator).start()
     yield server
     server.close()
@@ -263,7 +264,7 @@ def test_upload_as_multipart_form(photo_server) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        (b"x" * 2_000_001, 413, b"upload too large"),
+        (b"x" * (2 * 2**20 + 1), 413, b"upload too large"),
         (b"hello, this is not an image", 415, b"not a PNG, JPEG, WebP or BMP"),
         (png_header_only(30_000, 30_000), 413, b"30000x30000 is over 4000000 pixels"),
         (FIXTURE_PNG.read_bytes()[:3000], 400, b"cannot decode"),
@@ -323,7 +324,7 @@ def test_a_dead_upload_worker_is_started_again(photo_server) -> None:
 
 
 def test_loading_the_page_readies_the_upload_worker(estimator) -> None:
-    server = WebServer(WebOptions(port=0), estimator=estimator).start()
+    server = WebServer(WebSettings(port=0), estimator=estimator).start()
     try:
         assert server.uploads.pid is None, "nothing started before anyone came"
         assert get(server.port, "/")[0] == 200
@@ -334,7 +335,7 @@ def test_loading_the_page_readies_the_upload_worker(estimator) -> None:
 
 
 def test_closing_the_server_ends_an_upload_in_progress(estimator) -> None:
-    server = WebServer(WebOptions(port=0), estimator=estimator).start()
+    server = WebServer(WebSettings(port=0), estimator=estimator).start()
     big = cv2.imencode(".png", cv2.resize(cv2.imread(str(FIXTURE_PNG)), (1920, 1440)))[1].tobytes()
     results: list = []
 
@@ -371,7 +372,7 @@ def child_pids(parent: int) -> set[int]:
 
 def test_uploads_off_start_no_worker_and_refuse_a_photo(estimator) -> None:
     before = child_pids(os.getpid())
-    server = WebServer(WebOptions(port=0, uploads=False), estimator=estimator).start()
+    server = WebServer(WebSettings(port=0, uploads=False), estimator=estimator).start()
     try:
         assert get(server.port, "/")[0] == 200  # loading the page readies no worker either
         assert json.loads(get(server.port, "/settings")[2])["upload"] is False  # the page hides the control
@@ -391,7 +392,7 @@ def logged_pids(caplog: pytest.LogCaptureFixture, event: str) -> list[int]:
 
 def test_an_idle_upload_worker_ends_and_the_next_upload_starts_another(estimator, caplog) -> None:
     caplog.set_level(logging.INFO, logger="livedepth")
-    server = WebServer(WebOptions(port=0, upload_idle_s=1), estimator=estimator).start()
+    server = WebServer(WebSettings(port=0, upload_idle_s=1), estimator=estimator).start()
     data = FIXTURE_PNG.read_bytes()
     try:
         assert upload_png(server.port, data)[0] == 200
@@ -433,8 +434,8 @@ def test_non_loopback_needs_a_token_or_explicit_no_auth() -> None:
 
 
 def test_token_is_checked_on_every_endpoint(estimator) -> None:
-    options = WebOptions(host="0.0.0.0", port=0, token="s3cret")
-    server = WebServer(options, estimator=estimator, stats=dict, colorizer=Colorizer()).start()
+    web = WebSettings(host="0.0.0.0", port=0, token="s3cret")
+    server = WebServer(web, estimator=estimator, stats=dict, colorizer=Colorizer()).start()
     server.hub.publish(np.zeros((8, 8, 3), np.uint8))
     try:
         port = server.port  # bound on every interface, reached through loopback
@@ -475,7 +476,7 @@ def producing(server: WebServer, fps: float, shape: tuple[int, int, int]) -> Ite
 
 
 def test_stream_fps_caps_each_viewer() -> None:
-    server = WebServer(WebOptions(port=0, stream_fps=5), stats=dict).start()
+    server = WebServer(WebSettings(port=0, stream_fps=5), stats=dict).start()
     try:
         with producing(server, 40, (24, 32, 3)):
             stream = mjpeg_stream(server.port)
@@ -493,7 +494,7 @@ def test_stream_fps_caps_each_viewer() -> None:
 
 
 def test_a_stalled_viewer_is_dropped_after_the_client_timeout() -> None:
-    server = WebServer(WebOptions(port=0, max_clients=1, client_timeout=1.0), stats=dict).start()
+    server = WebServer(WebSettings(port=0, max_clients=1, client_timeout=1.0), stats=dict).start()
     try:
         with producing(server, 30, (480, 640, 3)):  # noise: large JPEGs fill the socket buffers fast
             with socket.create_connection(("127.0.0.1", server.port)) as stalled:

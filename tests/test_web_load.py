@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from livedepth.inference.estimator import DepthEstimator
-from livedepth.web.server import WebOptions
+from livedepth.settings import WebSettings
 from test_web import SyntheticSource, get, mjpeg_stream, running_pipeline
 
 #: Viewers in another process: on "open", ten connect (nine read everything, one never reads);
@@ -70,8 +70,8 @@ def processed_fps(pipeline, seconds: float) -> float:
 def test_ten_viewers_one_stalled_do_not_slow_processing(weights_file: Path) -> None:
     estimator = DepthEstimator(weights=weights_file, size=256, threads=2)
     source = SyntheticSource(640, 480, fps=60.0)
-    options = WebOptions(port=0, max_clients=12, client_timeout=120)
-    with running_pipeline(estimator, source, options) as (pipeline, server):
+    web = WebSettings(port=0, max_clients=12, client_timeout=120)
+    with running_pipeline(estimator, source, web) as (pipeline, server):
         time.sleep(3)  # warm-up
         viewers = subprocess.Popen([sys.executable, "-c", VIEWERS, str(server.port)], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
@@ -111,7 +111,7 @@ def test_two_thousand_frames_keep_rss_bounded(weights_file: Path) -> None:
     estimator = DepthEstimator(weights=weights_file, size=32, threads=2)
     source = SyntheticSource(64, 48, frames=2000, paced=False)
     samples = {}
-    with running_pipeline(estimator, source, WebOptions(port=0)) as (pipeline, server):
+    with running_pipeline(estimator, source, WebSettings(port=0)) as (pipeline, server):
         stop = threading.Event()
 
         def view() -> None:

@@ -215,12 +215,6 @@ class LocalPool:
         """End the batch: running files are aborted (and removed), pending ones are not started."""
         self._stop.set()
 
-    abort = stop
-
-    @property
-    def busy(self) -> bool:
-        return False  # workers are separate processes, joined by run()
-
     def run(self, jobs: Sequence[Job], on_frame: Callable[[], None] | None = None,
             on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
         if not jobs:

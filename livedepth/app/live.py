@@ -9,56 +9,42 @@ are the caller's: map them to :meth:`LiveRun.stop` (and a second one to :meth:`L
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from livedepth.app.estimator import build_estimator
 from livedepth.app.render import build_colorizer, make_temporal
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import check_writable, write_json
-from livedepth.core.stages import POLL_S
+from livedepth.core.stages import POLL_S, StagedRun, Stages
 from livedepth.io.display import DisplaySink, check_gui
 from livedepth.io.pointcloud import Camera
 from livedepth.io.sinks import RecordSink
 from livedepth.io.sources import check_camera, open_source
 from livedepth.run.pipeline import LivePipeline
-from livedepth.settings import Settings
-from livedepth.web.server import WebOptions, WebServer, WebSink, parse_address
+from livedepth.settings import Settings, WebSettings
+from livedepth.web.server import WebServer, WebSink, check_bind, parse_address
 
 log = logging.getLogger(__name__)
 
 
-class LiveRun:
-    """A built live run: a pipeline with its sinks, or (``pipeline`` None) the photo page only."""
+class LiveRun(StagedRun):
+    """A built live run: a pipeline with its sinks, or (``pipeline`` None) the photo page only,
+    which has no stage threads and serves until ``stop()``."""
 
     def __init__(self, pipeline: LivePipeline | None, server: WebServer | None, stats_path: Path | None) -> None:
         self.pipeline = pipeline
         self.server = server
         self.stats_path = stats_path
-        self._stopped = threading.Event()
-
-    def stop(self, reason: str = "stopped") -> None:
-        """End the run (thread-safe, idempotent): the frames in flight are shown first."""
-        self._stopped.set()
-        if self.pipeline is not None:
-            self.pipeline.stop(reason)
-
-    def abort(self, reason: str = "aborted") -> None:
-        """End the run now."""
-        self._stopped.set()
-        if self.pipeline is not None:
-            self.pipeline.abort(reason)
-
-    @property
-    def busy(self) -> bool:
-        """Whether a stage thread is still running (after an abort: a forward in flight)."""
-        return self.pipeline is not None and self.pipeline.stages.alive
+        self.stages = pipeline.stages if pipeline is not None else Stages("photo page")
 
     def run(self) -> dict:
         """Run until the end of the input or ``stop()``; returns the run's statistics."""
         if self.pipeline is None:
             try:
-                while not self._stopped.wait(POLL_S):
+                while not self.stages.stop_event.wait(POLL_S):
                     pass
             finally:
                 if self.server is not None:
@@ -71,7 +57,7 @@ class LiveRun:
             if self.stats_path is not None:
                 write_json(self.stats_path, stats)
             log.info("live run ended (%s): %d frames captured, %d processed (%.1f fps), %d dropped, "
-                     "latency p50 %.0f ms", self.pipeline.stop_reason or "end", stats["frames_captured"],
+                     "latency p50 %.0f ms", self.stop_reason or "end", stats["frames_captured"],
                      stats["frames_processed"], stats["fps_processed"], stats["frames_dropped"],
                      stats["latency_ms"]["p50"])
         return stats
@@ -85,12 +71,17 @@ def first_frames(source, count: int = 8) -> list:
     return frames
 
 
-def web_address(settings: Settings, serve: bool) -> tuple[str, int] | None:
-    """Where to serve: ``[web] host``/``port`` for ``serve``, ``[web] serve`` for ``live`` (None: not at all)."""
+def served_web(settings: Settings, serve: bool) -> WebSettings | None:
+    """``[web]`` as served (None: not at all): at ``host``/``port`` for ``serve``, at ``[web] serve``
+    for ``live``; the token defaults to ``$LIVEDEPTH_TOKEN``. Refuses (one line) a non-loopback
+    address without a token."""
     web = settings.web
-    if serve:
-        return web.host, web.port
-    return parse_address(web.serve, web.host) if web.serve is not None else None
+    if not serve and web.serve is None:
+        return None
+    host, port = (web.host, web.port) if serve else parse_address(web.serve, web.host)
+    token = web.token if web.token is not None else os.environ.get("LIVEDEPTH_TOKEN") or None
+    check_bind(host, token, web.no_auth)
+    return replace(web, host=host, port=port, token=token)
 
 
 def build_live_run(settings: Settings, *, weights: str | Path | None = None, serve: bool = False,
@@ -102,8 +93,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     """
     live = settings.live
     colorizer = build_colorizer(settings.render, settings.stereo)
-    address = web_address(settings, serve)
-    options = WebOptions.from_settings(settings.web, address) if address is not None else None
+    web = served_web(settings, serve)
     for path in (live.record, live.stats):
         if path is not None:
             check_writable(path)
@@ -117,7 +107,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
             raise LivedepthError(f"snapshot folder does not exist: {live.snapshot_dir}")
 
     if not with_source:
-        return LiveRun(None, WebServer(options, estimator=build_estimator(settings, weights)).start(), None)
+        return LiveRun(None, WebServer(web, estimator=build_estimator(settings, weights)).start(), None)
     if live.input is None:
         check_camera(live.camera)
     source = open_source(camera=live.camera, input=live.input, realtime=live.realtime,
@@ -134,8 +124,8 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
             pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir,
                                           camera=camera))
         server = None
-        if options is not None:
-            server = WebServer(options, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=colorizer)
+        if web is not None:
+            server = WebServer(web, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=colorizer)
             pipeline.add_sink(WebSink(server.start()))
     except BaseException:
         source.release()

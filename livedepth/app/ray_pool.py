@@ -134,12 +134,6 @@ class RayPool:
     def stop(self, reason: str = "stopped") -> None:
         self._stop.set()
 
-    abort = stop
-
-    @property
-    def busy(self) -> bool:
-        return False
-
     def connect(self) -> None:
         """Join the cluster (or start a local instance); every failure is one LivedepthError."""
         ray = import_ray()

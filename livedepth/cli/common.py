@@ -9,8 +9,9 @@ import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Protocol
+from typing import Any
 
+from livedepth.core.stages import StagedRun, Stoppable
 from livedepth.settings import SECTIONS, Settings, load_settings
 
 #: Exit code for bad input or environment (missing file, bad weights, bad setting, ...).
@@ -56,15 +57,6 @@ def settings_from(args: argparse.Namespace, defaults: Mapping[tuple[str, str], A
     return load_settings(args.config or args.preset, flags, defaults)
 
 
-class Stoppable(Protocol):
-    def stop(self, reason: str = ...) -> None: ...
-
-    def abort(self, reason: str = ...) -> None: ...
-
-    @property
-    def busy(self) -> bool: ...
-
-
 def ignore_interrupts() -> None:
     """For worker processes: Ctrl+C reaches the whole process group, and only the parent (its
     :class:`Interrupts`) decides what it means."""
@@ -72,7 +64,7 @@ def ignore_interrupts() -> None:
 
 
 class Interrupts:
-    """Ctrl+C and SIGTERM stop ``target`` cleanly; a second one aborts it (keeping what is flushed).
+    """Ctrl+C and SIGTERM stop ``target`` cleanly; a second one aborts a :class:`StagedRun` (keeping what is flushed).
 
     Only the CLI installs signal handlers, on the main thread, for the time of a ``with``
     block. ``exit_code`` is 128 + the first signal's number (130, 143), or None.
@@ -91,7 +83,7 @@ class Interrupts:
             sys.stderr.write(f"livedepth: {self.REASONS[signum]}; finishing the frames in flight "
                              "(again to stop at once)\n")
             self.target.stop(self.REASONS[signum])
-        else:
+        elif isinstance(self.target, StagedRun):  # a pool's stop already ends its workers' files at once
             self.target.abort(self.REASONS[signum])
 
     def __enter__(self) -> Interrupts:
@@ -102,7 +94,7 @@ class Interrupts:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        if self.received is not None and self.target.busy:
+        if self.received is not None and isinstance(self.target, StagedRun) and self.target.busy:
             self._die_of_signal()
 
     def _die_of_signal(self) -> None:

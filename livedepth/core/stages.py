@@ -6,6 +6,8 @@
   leaves releases the producer with :meth:`Channel.leave`.
 - :class:`Stages`: the threads of one run with their shared stop event; the first error of any
   stage stops the others and becomes one line (:func:`one_line`) for the caller.
+- :class:`Stoppable`: what a caller can end (a batch pool, a run); :class:`StagedRun`: the base of
+  the runs built on :class:`Stages`, which can also be aborted and tell whether a stage still runs.
 
 Nothing here installs signal handlers or ends the process: callers stop a run with ``stop()``.
 """
@@ -17,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from livedepth.core.errors import LivedepthError
 
@@ -242,6 +244,36 @@ class Stages:
         """Raise the first stage failure as a one-line :class:`LivedepthError`, if any."""
         if self._errors:
             raise one_line(self._errors[0], f"{self.name} failed")
+
+
+class Stoppable(Protocol):
+    """Anything a caller (the CLI's signal handling) can end: ``stop`` is thread-safe and idempotent."""
+
+    def stop(self, reason: str = ...) -> None: ...
+
+
+class StagedRun:
+    """A run whose threads are its :attr:`stages`: ``stop``, ``abort``, ``busy`` and ``stop_reason``."""
+
+    stages: Stages
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask every stage to end; the work in flight is finished first (thread-safe, idempotent)."""
+        self.stages.stop(reason)
+
+    def abort(self, reason: str = "aborted") -> None:
+        """End now: the stages drop the work in flight."""
+        self.stages.abort(reason)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a stage thread is still running (after an abort: a forward in flight)."""
+        return self.stages.alive
+
+    @property
+    def stop_reason(self) -> str | None:
+        """The reason given to the first ``stop``/``abort`` (``"end"`` at the end of the input), or None."""
+        return self.stages.reason
 
 
 def one_line(exc: BaseException, what: str) -> LivedepthError:

@@ -20,7 +20,7 @@ import numpy as np
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame, Rendered
-from livedepth.core.stages import Channel, Stages
+from livedepth.core.stages import Channel, StagedRun, Stages
 from livedepth.core.vocab import muxer
 from livedepth.io.passthrough import kept_streams
 from livedepth.io.pointcloud import Camera
@@ -70,7 +70,7 @@ def output_size(info: VideoInfo, colorizer) -> tuple[int, int]:
     return trial.shape[1], trial.shape[0]
 
 
-class Converter:
+class Converter(StagedRun):
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
     ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``); ``temporal`` (a
@@ -125,19 +125,6 @@ class Converter:
         self._kept: list[int] = []  # the input streams copied besides the video (set with the writers)
         self._decoded: Channel[Frame | av.Packet] = Channel(queue_size)
         self._rendered: Channel[Rendered | av.Packet] = Channel(queue_size)
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Finish the frames in flight, then end (thread-safe, idempotent)."""
-        self.stages.stop(reason)
-
-    def abort(self, reason: str = "aborted") -> None:
-        """End now, keeping the frames already encoded."""
-        self.stages.abort(reason)
-
-    @property
-    def busy(self) -> bool:
-        """Whether a stage thread is still running (after an abort: a forward in flight)."""
-        return self.stages.alive
 
     # --- stages ------------------------------------------------------------------------------
 
@@ -250,7 +237,7 @@ class Converter:
     @property
     def interrupted(self) -> str | None:
         """Why the run was stopped early (the reason given to ``stop``/``abort``), else None."""
-        reason = self.stages.reason
+        reason = self.stop_reason
         return None if reason in (None, "end", "error") else reason
 
     def _video_seconds(self) -> float:

@@ -21,7 +21,7 @@ from livedepth.core.frames import Frame, Rendered
 from livedepth.io.sinks import Sink
 from livedepth.io.source import Source
 from livedepth.run.capture import Capture
-from livedepth.core.stages import POLL_S, Channel, Latest, Stages
+from livedepth.core.stages import POLL_S, Channel, Latest, StagedRun, Stages
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _Limits:
     interval: float  # seconds between frames taken; 0 = no cap
 
 
-class LivePipeline:
+class LivePipeline(StagedRun):
     """Capture -> inference -> output for one source.
 
     ``sinks`` receive every rendered frame on the thread that calls :meth:`run`; more can be
@@ -126,7 +126,8 @@ class LivePipeline:
     frames; ``max_fps`` caps the processing rate (``None`` or 0: as fast as the model goes).
     ``temporal`` (a :class:`~livedepth.render.temporal.TemporalFilter`) filters the depth of each
     processed frame, in the output stage (so it overlaps the next forward). ``stop()`` ends
-    the run from any thread; ``abort()`` also drops the frame in flight.
+    the run from any thread; ``abort()`` also drops the frame in flight and the output stage
+    returns at once.
     """
 
     def __init__(
@@ -156,18 +157,6 @@ class LivePipeline:
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.append(sink)
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask every stage to end (thread-safe, idempotent)."""
-        self.stages.stop(reason)
-
-    def abort(self, reason: str = "aborted") -> None:
-        """End now: the frame in flight is dropped and the output stage returns at once."""
-        self.stages.abort(reason)
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.stages.reason
 
     def run(self) -> dict:
         """Run until the end of input, ``stop()`` or an error; returns ``stats.snapshot()``.

@@ -16,14 +16,12 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Generic, TypeVar
@@ -39,7 +37,7 @@ from livedepth.io.sinks import Sink
 from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.settings import WebSettings
 from livedepth.web.addresses import reachable_hosts
-from livedepth.web.uploads import IDLE_S, HTTPError, UploadLimits, UploadWorker
+from livedepth.web.uploads import HTTPError, UploadLimits, UploadWorker
 from livedepth.web.view3d import RecentViewers, encode_rgbd_png
 
 log = logging.getLogger(__name__)
@@ -48,40 +46,6 @@ log = logging.getLogger(__name__)
 PAGE_COLORMAPS = ("inferno", "magma", "plasma", "turbo", "viridis", "jet", "bone", "gray")
 BOUNDARY = "livedepthframe"
 T = TypeVar("T")
-
-
-@dataclass
-class WebOptions:
-    """Settings of the web server (``[web]`` in a config; flags override)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = None
-    no_auth: bool = False
-    max_clients: int = 8  # concurrent /stream.mjpg viewers
-    jpeg_quality: int = 80
-    stream_fps: float = 0.0  # per-client stream rate cap; 0 = every new frame
-    client_timeout: float = 10.0  # seconds a client may stall a send or idle on keep-alive
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_upload_pixels: int = 50_000_000
-    upload_max_side: int = 1920  # uploads larger than this are scaled down before inference
-    uploads: bool = True  # photo upload offered at all
-    upload_idle_s: float = IDLE_S  # the upload worker process ends after this long without an upload
-
-    @classmethod
-    def from_settings(cls, web: WebSettings, address: tuple[str, int]) -> WebOptions:
-        """Options for ``[web]`` served at ``address``; the token defaults to ``$LIVEDEPTH_TOKEN``.
-
-        Refuses (one line) a non-loopback address without a token.
-        """
-        host, port = address
-        token = web.token if web.token is not None else os.environ.get("LIVEDEPTH_TOKEN") or None
-        check_bind(host, token, web.no_auth)
-        return cls(host=host, port=port, token=token, no_auth=web.no_auth, max_clients=web.max_clients,
-                   jpeg_quality=web.jpeg_quality, stream_fps=web.stream_fps,
-                   max_upload_bytes=int(web.max_upload_mb * 2**20),
-                   max_upload_pixels=int(web.max_upload_megapixels * 1e6), uploads=web.uploads,
-                   upload_idle_s=web.upload_idle_s)
 
 
 def is_loopback(host: str) -> bool:
@@ -263,34 +227,35 @@ class WebServer:
 
     def __init__(
         self,
-        options: WebOptions,
+        web: WebSettings,
         *,
         estimator=None,
         stats: Callable[[], dict] | None = None,
         colorizer: Colorizer | None = None,
     ) -> None:
-        check_bind(options.host, options.token, options.no_auth)
-        self.options = options
-        self.hub = FrameHub(options.jpeg_quality)
+        check_bind(web.host, web.token, web.no_auth)
+        self.web = web
+        self.max_upload_bytes = int(web.max_upload_mb * 2**20)
+        self.hub = FrameHub(web.jpeg_quality)
         self.stats = stats
         self.colorizer = colorizer
-        self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
+        self._slots = threading.BoundedSemaphore(max(1, web.max_clients))
         # photo uploads: decoded, run and encoded in a background-priority worker process (with
-        # options.uploads off there is none, and nothing ever starts one)
-        self.uploads = None if estimator is None or not options.uploads else UploadWorker(
-            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side),
-            options.upload_idle_s)
+        # [web] uploads off there is none, and nothing ever starts one)
+        self.uploads = None if estimator is None or not web.uploads else UploadWorker(
+            estimator.model_settings(), UploadLimits(int(web.max_upload_megapixels * 1e6), web.upload_max_side),
+            web.upload_idle_s)
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._page = resources.files("livedepth.web").joinpath("static/index.html").read_bytes()
         self._view3d_script = resources.files("livedepth.web").joinpath("static/view3d.js").read_bytes()
         self.viewers_3d = RecentViewers()  # they poll /rgbd.png: counted with the stream's viewers
-        server_class = _Server6 if ":" in options.host else _Server
+        server_class = _Server6 if ":" in web.host else _Server
         try:
-            self.httpd = server_class((options.host, options.port), _Handler)
+            self.httpd = server_class((web.host, web.port), _Handler)
         except OSError as exc:
-            raise LivedepthError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
+            raise LivedepthError(f"cannot listen on {web.host}:{web.port}: {exc.strerror or exc}") from None
         self.httpd.app = self
 
     @property
@@ -312,9 +277,9 @@ class WebServer:
     def urls(self) -> list[str]:
         """Every address the page is served at (see :func:`~livedepth.web.addresses.reachable_hosts`),
         loopback first, with the token if there is one."""
-        host = self.options.host
+        host = self.web.host
         dual_stack = host == "::" and not self.httpd.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
-        query = f"?token={quote(self.options.token, safe='')}" if self.options.token else ""
+        query = f"?token={quote(self.web.token, safe='')}" if self.web.token else ""
         return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{query}" for h in reachable_hosts(host, dual_stack)]
 
     def start(self) -> WebServer:
@@ -338,7 +303,7 @@ class WebServer:
     # -- handlers (called from _Handler on a connection thread) ------------------------------
 
     def check_token(self, supplied: str | None) -> None:
-        token = self.options.token
+        token = self.web.token
         if not token:
             return
         if supplied is None:
@@ -355,7 +320,7 @@ class WebServer:
             "layouts": list(LAYOUTS),
             "colormaps": list(PAGE_COLORMAPS),
             "upload": self.uploads is not None,
-            "max_upload_bytes": self.options.max_upload_bytes,
+            "max_upload_bytes": self.max_upload_bytes,
         }
 
     def change_settings(self, values: dict) -> dict:
@@ -374,7 +339,7 @@ class WebServer:
         return self.settings()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
-        if not self.options.uploads:
+        if not self.web.uploads:
             raise HTTPError(404, "photo upload is turned off on this server")
         if self.uploads is None:
             raise HTTPError(503, "no model loaded")
@@ -386,7 +351,7 @@ class WebServer:
         return self.uploads.depth_png(data, layout, colormap)
 
     def stream_slot(self) -> bool:
-        if self._clients + self.viewers_3d.count() >= self.options.max_clients:
+        if self._clients + self.viewers_3d.count() >= self.web.max_clients:
             return False
         if not self._slots.acquire(blocking=False):
             return False
@@ -408,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.app.options.client_timeout
+        self.timeout = self.server.app.web.client_timeout
         super().setup()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
@@ -528,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(app.settings())
 
     def _depth(self, app: WebServer, query: dict) -> None:
-        body = self._read_body(app.options.max_upload_bytes)
+        body = self._read_body(app.max_upload_bytes)
         content_type = self.headers.get("Content-Type", "")
         if content_type.startswith("multipart/form-data"):
             body = _multipart_file(body, content_type)
@@ -542,9 +507,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_newest(app, app.hub.jpeg, "image/jpeg")
 
     def _rgbd(self, app: WebServer, query: dict) -> None:
-        room = app.options.max_clients - app.stream_clients
+        room = app.web.max_clients - app.stream_clients
         if app.live and not app.viewers_3d.visit(self.client_address[0], room):
-            raise HTTPError(503, f"too many viewers (limit {app.options.max_clients})")
+            raise HTTPError(503, f"too many viewers (limit {app.web.max_clients})")
         self._send_newest(app, app.hub.rgbd_png, "image/png")
 
     def _send_newest(self, app: WebServer, newest: Callable[[], tuple[int, bytes] | None], content_type: str) -> None:
@@ -560,7 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not app.live:
             raise HTTPError(404, "no live stream (started without a camera or input)")
         if not app.stream_slot():
-            raise HTTPError(503, f"too many viewers (limit {app.options.max_clients})")
+            raise HTTPError(503, f"too many viewers (limit {app.web.max_clients})")
         try:
             self.close_connection = True
             self.send_response(200)
@@ -570,7 +535,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
-            self._stream_frames(app.hub, app.options.stream_fps)
+            self._stream_frames(app.hub, app.web.stream_fps)
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             pass  # the viewer left or stalled past client_timeout
         finally:

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a closing server waits for the worker process to end before killing it.
 CLOSE_WAIT_S = 2.0
-#: Seconds without an upload after which the worker process ends (``[web] upload_idle_s``).
-IDLE_S = 120.0
 
 
 class HTTPError(Exception):
@@ -103,10 +101,11 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """What an upload may be: pixels before decoding, and the long side it is scaled down to."""
+    """What an upload may be: pixels before decoding, and the long side it is scaled down to
+    (``[web] max_upload_megapixels`` and ``upload_max_side``)."""
 
-    max_pixels: int = 50_000_000
-    max_side: int = 1920
+    max_pixels: int
+    max_side: int
 
 
 def depth_png(estimator, data: bytes, layout: str, colormap: str, limits: UploadLimits) -> bytes:
@@ -173,11 +172,11 @@ class UploadWorker:
     ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``model_settings()``).
     The process starts at :meth:`warm` (the web page calls it when it is loaded, so the first
     photo finds the model ready) or at the first upload, and is started again if it dies. It
-    ends after ``idle_s`` seconds without an upload, giving its memory back, and the next
+    ends after ``idle_s`` seconds without an upload (``[web] upload_idle_s``), giving its memory back, and the next
     upload starts it again.
     """
 
-    def __init__(self, estimator_settings: Mapping, limits: UploadLimits, idle_s: float = IDLE_S) -> None:
+    def __init__(self, estimator_settings: Mapping, limits: UploadLimits, idle_s: float) -> None:
         # eager torch: every photo may have a shape of its own, and building a model per shape
         # (an ONNX export, a compile) costs many forwards; the reference model needs none
         self.estimator_settings = {**estimator_settings, "backend": "torch", "eager": True}
