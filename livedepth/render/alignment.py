@@ -52,7 +52,7 @@ class SceneCutDetector:
     ``update(depth)`` fits ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of
     the depth (``grid``). With ``motion``, a trimmed Lucas-Kanade step first finds the
     global shift between the two grids (a camera pan) and both grids move half-way to meet
-    (without it a pan biases the gain by ~0.05% a frame). Then least squares, drop the
+    (without it a pan biases the gain a little every frame). Then least squares, drop the
     ``1 - trim`` worst residuals (an object moving, pixels uncovered by the pan), refit,
     drop again, and take the symmetric slope ``std(cur)/std(prev)`` of the inliers (least
     squares would shrink by the correlation). A cut is a grid correlation below

@@ -204,7 +204,7 @@ class StableNormalizer:
 
     1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth
        (``grid``), motion-compensated with ``motion`` and trimmed with ``trim``: see
-       :class:`SceneCutDetector` (without the motion step a pan biases the gain by ~0.05% a
+       :class:`SceneCutDetector` (without the motion step a pan biases the gain a little every
        frame, which adds up to a visible drift);
     2. carry the previous bounds over to this frame's units: ``a * bound + c``;
     3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each

@@ -19,8 +19,7 @@ keeps a filtered history and, for every frame:
    missed cut or a failed flow does not pass for noise), the history's weight is ``history``
    (scaled down to 0 as ``s`` falls from ``steady[1]`` to ``steady[0]`` of the depth's P2-P98
    range: a residual that small is the flow's own error on steady depth, and filtering would
-   only add it; measured per frame: steady depth 0.01-0.6% (median; up to 1.5% on a fast real
-   pan), 2% wobble 2.2-3.9% (median; 1.9% and up)) times the
+   only add it; the README's "Temporal filter" gives the measured levels) times the
    trust where ``|r| <= agree * s``, falls linearly to 0 at ``disagree * s``, and is
    0 beyond and outside the previous view. Where they disagree (occlusion, something new,
    flow failure), the current depth wins;

@@ -16,11 +16,11 @@ import numpy as np
 
 #: Long side of each half of the RGBD image, in pixels: 160x120 for a 4:3 camera. That is one
 #: mesh vertex per pixel (19,200), about the depth's real detail on a Pi (the rpi preset runs the
-#: model at 192x128), and a ~28 KB PNG that takes 2.6x the flat stream's 640x480 JPEG to scale
-#: and encode (benchmarks/web3d_cost.py), so a Pi serves the few a second the page asks for.
+#: model at 192x128), and a PNG small and cheap enough for a Pi to serve the few a second the page
+#: asks for (the README's "3D view" gives its size and cost, from benchmarks/web3d_cost.py).
 RGBD_LONG_SIDE = 160
-#: Fast zlib and PNG's "up" filter (OpenCV >= 4.11; older ones choose per row): measured here 1.6x
-#: faster than OpenCV's default filters, at about the same size.
+#: Fast zlib and PNG's "up" filter (OpenCV >= 4.11; older ones choose per row): faster than
+#: OpenCV's default filters, at about the same size (README, "3D view").
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1,
               *([cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])]
 #: A 3D viewer that has not polled for this long (seconds) is no longer counted.
