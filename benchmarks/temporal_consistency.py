@@ -63,13 +63,15 @@ from livedepth.render.colorize import (
     scale_to_uint8,
 )
 from livedepth.inference.estimator import DepthEstimator
+from livedepth.render.alignment import SceneCutDetector
 from livedepth.render.metrics import ColormapDecoder, temporal_consistency
 from livedepth.render.temporal import TemporalFilter
 
 CANDIDATES: dict[str, Callable[[], Normalizer]] = {
     "frame P2-P98": lambda: FrameNormalizer((2.0, 98.0)),
     "ema only (no align)": lambda: StableNormalizer(align=False, expand=0.1, contract=0.1, deadband=0.0),
-    "align, no motion, contract 0.1 (old)": lambda: StableNormalizer(motion=False, contract=0.1),
+    "align, no motion, contract 0.1 (old)": lambda: StableNormalizer(contract=0.1,
+                                                                     scene_cuts=SceneCutDetector(motion=False)),
     "align + motion, contract 0.1": lambda: StableNormalizer(contract=0.1),
     "align + motion, no contraction": lambda: StableNormalizer(contract=0.0),
     "stable (default)": lambda: StableNormalizer(),

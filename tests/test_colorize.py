@@ -112,7 +112,7 @@ def test_stable_resets_on_a_cut() -> None:
     for _ in range(3):
         stable.bounds(a)
     assert stable.bounds(b) == pytest.approx(StableNormalizer().bounds(b))
-    assert stable.cuts == 1
+    assert stable.scene_cuts.cuts == 1
     c = Colorizer(normalize="stable")
     c.normalize(a)
     c.reset()

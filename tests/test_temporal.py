@@ -69,7 +69,7 @@ def test_a_scene_cut_starts_over() -> None:
     # another shot: the scene upside down, in other units
     other_frame, other = frame[::-1, ::-1].copy(), truth[::-1, ::-1] * 40 + 3 + _wobble(rng, 1.2 * span)
     assert np.array_equal(filt.update(other, other_frame), other)
-    assert filt.cuts == 1
+    assert filt.scene_cuts.cuts == 1
     fresh = TemporalFilter()
     fresh.update(other, other_frame)
     following = other + _wobble(rng, 1.2 * span)

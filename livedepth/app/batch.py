@@ -17,6 +17,7 @@ import queue
 import resource
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -55,6 +56,11 @@ class FileResult:
     seconds: float = 0.0
     reason: str | None = None
     worker: str | None = None
+
+    @classmethod
+    def of(cls, job: Job, status: str, reason: str | None = None, worker: str | None = None) -> FileResult:
+        """``job``'s result when no frame of it was converted."""
+        return cls(str(job.source), str(job.output), status, reason=reason, worker=worker)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,7 +123,7 @@ def convert_job(settings: Settings, job: Job, predict: Callable, on_frame: Calla
     """
     start = time.perf_counter()
     convert = replace(settings.convert, raw=job.raw, overwrite=True)  # leftovers of a stopped run are redone
-    result = FileResult(str(job.source), str(job.output), "failed", worker=worker)
+    result = FileResult.of(job, "failed", worker=worker)
     if stop is not None and stop.is_set():
         return replace(result, status="stopped")
     try:
@@ -189,26 +195,36 @@ def _worker_main(name: str, settings: Settings, weights: str | None, calibration
     events.put(("exit", name, peak_rss_mb()))
 
 
-class LocalPool:
-    """``jobs`` worker processes (spawned, each loading the model once) that convert files.
+class Finished:
+    """The results a pool has so far, each passed on to ``on_result`` as it comes."""
+
+    def __init__(self, on_result: Callable[[FileResult], None] | None) -> None:
+        self.results: dict[Path, FileResult] = {}
+        self._on_result = on_result
+
+    def add(self, result: FileResult, job: Job) -> None:
+        self.results[job.output] = result
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def in_order(self, jobs: Sequence[Job], status: str, reason: str) -> list[FileResult]:
+        """One result per job; a job without one gets ``status`` and ``reason``."""
+        return [self.results.get(job.output) or FileResult.of(job, status, reason) for job in jobs]
+
+
+class Pool(ABC):
+    """Converts a batch's jobs: here (:class:`LocalPool`) or on a cluster (:class:`~livedepth.app.ray_pool.RayPool`).
 
     ``run`` returns one :class:`FileResult` per job, calling ``on_frame()`` for every
     encoded frame and ``on_result(result)`` for every finished file. ``stop()`` (thread-safe)
     ends the batch: running files are aborted and removed, pending ones are reported
-    ``stopped``. ``peak_rss_mb`` holds each worker's peak memory after the run. ``calibration``:
-    frames for the int8 backend. ``worker_init`` (picklable) runs first in every worker: the
-    caller's say, e.g. over signals, which the library never touches.
+    ``stopped``. ``workers`` is how many convert at once, and after the run ``peak_rss_mb``
+    holds each one's peak memory.
     """
 
-    def __init__(self, settings: Settings, weights: str | Path | None, jobs: int, calibration=None,
-                 worker_init: Callable[[], None] | None = None) -> None:
-        self.settings = settings
-        self.calibration = calibration
-        self.worker_init = worker_init
-        self.weights = None if weights is None else str(weights)
-        self.workers = max(1, jobs)
-        self._context = mp.get_context("spawn")  # torch and its thread pools do not survive fork
-        self._stop = StopFlag(self._context)
+    def __init__(self, stop_flag: StopFlag | threading.Event, workers: int) -> None:
+        self._stop = stop_flag
+        self.workers = workers
         self.peak_rss_mb: dict[str, float] = {}
 
     def stop(self, reason: str = "stopped") -> None:
@@ -217,8 +233,31 @@ class LocalPool:
 
     def run(self, jobs: Sequence[Job], on_frame: Callable[[], None] | None = None,
             on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
-        if not jobs:
-            return []
+        return self._run(jobs, on_frame, on_result) if jobs else []
+
+    @abstractmethod
+    def _run(self, jobs: Sequence[Job], on_frame: Callable[[], None] | None,
+             on_result: Callable[[FileResult], None] | None) -> list[FileResult]:
+        """``run`` for one or more jobs."""
+
+
+class LocalPool(Pool):
+    """``jobs`` worker processes (spawned, each loading the model once) that convert files.
+
+    ``calibration``: frames for the int8 backend. ``worker_init`` (picklable) runs first in
+    every worker: the caller's say, e.g. over signals, which the library never touches.
+    """
+
+    def __init__(self, settings: Settings, weights: str | Path | None, jobs: int, calibration=None,
+                 worker_init: Callable[[], None] | None = None) -> None:
+        self._context = mp.get_context("spawn")  # torch and its thread pools do not survive fork
+        super().__init__(StopFlag(self._context), max(1, jobs))
+        self.settings = settings
+        self.calibration = calibration
+        self.worker_init = worker_init
+        self.weights = None if weights is None else str(weights)
+
+    def _run(self, jobs, on_frame, on_result) -> list[FileResult]:
         job_queue: mp.Queue = self._context.Queue()
         events: mp.Queue = self._context.Queue()
         for job in jobs:
@@ -245,16 +284,10 @@ class LocalPool:
                     process.join()
 
     def _collect(self, jobs, processes, events, on_frame, on_result) -> list[FileResult]:
-        results: dict[Path, FileResult] = {}
+        finished = Finished(on_result)
         running: dict[str, Job] = {}
         exited: set[str] = set()
         fatal: str | None = None
-
-        def finish(result: FileResult, job: Job) -> None:
-            results[job.output] = result
-            if on_result is not None:
-                on_result(result)
-
         while len(exited) < len(processes):
             try:
                 kind, name, payload = events.get(timeout=POLL_S)
@@ -264,27 +297,26 @@ class LocalPool:
                         exited.add(name)
                         if name in running:
                             job = running.pop(name)
-                            finish(FileResult(str(job.source), str(job.output), "failed", worker=name,
-                                              reason=f"worker died (exit code {process.exitcode})"), job)
+                            finished.add(FileResult.of(job, "failed", f"worker died (exit code {process.exitcode})",
+                                                       name), job)
                 continue
             if kind == "frame" and on_frame is not None:
                 on_frame()
             elif kind == "start":
                 running[name] = payload
             elif kind == "result":
-                finish(payload, running.pop(name))
+                finished.add(payload, running.pop(name))
             elif kind == "fatal":
                 fatal = fatal or payload
                 exited.add(name)
             elif kind == "exit":
                 self.peak_rss_mb[name] = payload
                 exited.add(name)
-        if fatal is not None and not results:
+        if fatal is not None and not finished.results:
             raise LivedepthError(fatal)
-        reason = "batch stopped" if self._stop.is_set() else fatal or "not converted"
-        return [results.get(job.output) or FileResult(str(job.source), str(job.output),
-                                                      "stopped" if self._stop.is_set() else "failed", reason=reason)
-                for job in jobs]
+        if self._stop.is_set():
+            return finished.in_order(jobs, "stopped", "batch stopped")
+        return finished.in_order(jobs, "failed", fatal or "not converted")
 
 
 def total_frames(jobs: Sequence[Job]) -> int | None:

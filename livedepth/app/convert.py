@@ -12,7 +12,7 @@ import numpy as np
 
 from livedepth.app.render import build_colorizer, make_temporal
 from livedepth.core.errors import LivedepthError
-from livedepth.core.files import writable
+from livedepth.core.files import check_folder
 from livedepth.core.vocab import MUXERS
 from livedepth.io.pointcloud import Camera
 from livedepth.io.video import probe, sample_frames
@@ -28,11 +28,7 @@ def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool)
     for path in targets:
         if path.resolve() == source.resolve():
             raise LivedepthError(f"output {path} is the input")
-        folder = path.parent
-        if not folder.is_dir():
-            raise LivedepthError(f"output folder does not exist: {folder}")
-        if not writable(folder):
-            raise LivedepthError(f"output folder is not writable: {folder}")
+        check_folder(path.parent)
         for candidate in (path, partial_path(path)):
             if candidate.exists() and not overwrite:
                 raise LivedepthError(f"{candidate} exists; use --overwrite to replace it")
@@ -51,11 +47,7 @@ def check_ply_folder(folder: Path, overwrite: bool) -> None:
     """One-line errors for a ``--ply`` folder that cannot (or, without ``overwrite``, must not) be written."""
     if folder.exists() and not folder.is_dir():
         raise LivedepthError(f"--ply {folder} is a file; name a folder")
-    where = folder if folder.is_dir() else folder.parent
-    if not where.is_dir():
-        raise LivedepthError(f"output folder does not exist: {where}")
-    if not writable(where):
-        raise LivedepthError(f"output folder is not writable: {where}")
+    check_folder(folder if folder.is_dir() else folder.parent)
     if folder.is_dir() and not overwrite and any(folder.glob("*.ply")):
         raise LivedepthError(f"--ply folder {folder} already holds point clouds; use --overwrite to replace them")
 

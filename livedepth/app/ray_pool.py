@@ -29,11 +29,11 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from livedepth.app.batch import FileResult, Job, convert_job, peak_rss_mb
+from livedepth.app.batch import FileResult, Finished, Job, Pool, convert_job, peak_rss_mb
 from livedepth.app.ray_connect import CONNECT_TIMEOUT_S, connect, import_ray
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import cache_dir, write_atomically
@@ -104,8 +104,8 @@ class ConvertActor:
         return peak_rss_mb()
 
 
-class RayPool:
-    """Converts jobs on a Ray cluster; the same ``run``/``stop`` as :class:`~livedepth.app.batch.LocalPool`.
+class RayPool(Pool):
+    """Converts jobs on a Ray cluster: one actor per worker (``workers``: the actors ``run`` started).
 
     ``address``: None for plain ``--ray`` (as ``ray.init()``: $RAY_ADDRESS, the local ``ray start``
     cluster, else a local instance for this batch), ``"auto"`` for a running cluster only, or
@@ -118,6 +118,7 @@ class RayPool:
     def __init__(self, settings: Settings, weights: Path, address: str | None = None,
                  transfer: bool = False, actors: int | None = None, calibration=None,
                  connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+        super().__init__(threading.Event(), 0)
         self.settings = settings
         self.calibration = calibration
         self.weights = weights
@@ -125,14 +126,8 @@ class RayPool:
         self.transfer = transfer
         self.actors = actors
         self.connect_timeout = connect_timeout
-        self.peak_rss_mb: dict[str, float] = {}
-        self.workers = 0  # actors started by run()
         self.head_lost = False
         self._local = False  # a local instance started by connect()
-        self._stop = threading.Event()
-
-    def stop(self, reason: str = "stopped") -> None:
-        self._stop.set()
 
     def connect(self) -> None:
         """Join the cluster (or start a local instance); every failure is one LivedepthError."""
@@ -157,10 +152,7 @@ class RayPool:
         return {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(settings, weights_ref, sha, calibration): _node_label(n) for n in order}
 
-    def run(self, jobs: Sequence[Job], on_frame: Callable[[], None] | None = None,
-            on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
-        if not jobs:
-            return []
+    def _run(self, jobs, on_frame, on_result) -> list[FileResult]:
         ray = import_ray()
         self.connect()
         try:
@@ -194,7 +186,7 @@ class RayPool:
         starting = {actor.__ray_ready__.remote(): (actor, node) for actor, node in actors.items()}
         running: dict = {}  # ref -> (actor, job)
         tries: dict[Path, int] = {}
-        results: dict[Path, FileResult] = {}
+        finished = Finished(on_result)
         broken: dict[str, str] = {}  # node label -> why livedepth cannot start there
         started = False
         stop_sent = 0.0
@@ -202,11 +194,6 @@ class RayPool:
 
         def stopping() -> bool:
             return self._stop.is_set() or self.head_lost
-
-        def finish(result: FileResult, job: Job) -> None:
-            results[job.output] = result
-            if on_result is not None:
-                on_result(result)
 
         while running or (pending and (idle or starting) and not stopping()):
             while pending and idle and not stopping() and head.answering:
@@ -252,15 +239,13 @@ class RayPool:
                         pending.appendleft(job)
                     else:
                         _discard(job)
-                        finish(FileResult(str(job.source), str(job.output), "failed",
-                                          reason=f"worker lost {tries[job.output]} times"), job)
+                        finished.add(FileResult.of(job, "failed", f"worker lost {tries[job.output]} times"), job)
                     continue
                 except ray.exceptions.GetTimeoutError:  # the head is gone and the result cannot come
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     _discard(job)
-                    finish(FileResult(str(job.source), str(job.output), "failed",
-                                      reason=str(exc).strip().splitlines()[-1]), job)
+                    finished.add(FileResult.of(job, "failed", str(exc).strip().splitlines()[-1]), job)
                     idle.append(actor)
                     continue
                 if files:
@@ -271,27 +256,27 @@ class RayPool:
                 if on_frame is not None:
                     for _ in range(result.frames):
                         on_frame()
-                finish(result, job)
+                finished.add(result, job)
                 idle.append(actor)
         if broken and not started:
             nodes = "; ".join(f"node {node}: {why}" for node, why in broken.items())
             raise LivedepthError(f"--ray: no node can run livedepth ({nodes}): pip install 'livedepth[ray]' "
                                  "on every node, the same version as here")
         for job in jobs:
-            if job.output not in results:
+            if job.output not in finished.results:
                 _discard(job)
         if self.head_lost:
-            return self._after_head_lost([results.get(job.output) for job in jobs], jobs)
-        status, reason = ("stopped", "batch stopped") if self._stop.is_set() else ("failed", "no worker left")
-        return [results.get(job.output) or FileResult(str(job.source), str(job.output), status, reason=reason)
-                for job in jobs]
+            return self._after_head_lost([finished.results.get(job.output) for job in jobs], jobs)
+        if self._stop.is_set():
+            return finished.in_order(jobs, "stopped", "batch stopped")
+        return finished.in_order(jobs, "failed", "no worker left")
 
     @staticmethod
     def _after_head_lost(results: list[FileResult | None], jobs: Sequence[Job]) -> list[FileResult]:
         """Files not converted are ``stopped`` (the head was lost) unless they failed on their own;
         one line names every file left."""
         final = [r if r is not None and r.status != "stopped"
-                 else FileResult(str(job.source), str(job.output), "stopped", reason="the Ray head was lost")
+                 else FileResult.of(job, "stopped", "the Ray head was lost")
                  for r, job in zip(results, jobs)]
         left = [Path(r.source).name for r in final if r.status != "done"]
         if left:

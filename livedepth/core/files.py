@@ -21,13 +21,17 @@ def writable(folder: Path) -> bool:
         return False
 
 
-def check_writable(path: Path) -> None:
-    """Raise a one-line error unless ``path`` can be created in an existing, writable folder."""
-    folder = path.parent
+def check_folder(folder: Path) -> None:
+    """Raise a one-line error unless ``folder`` exists and files can be created in it."""
     if not folder.is_dir():
         raise LivedepthError(f"output folder does not exist: {folder}")
     if not writable(folder):
         raise LivedepthError(f"output folder is not writable: {folder}")
+
+
+def check_writable(path: Path) -> None:
+    """Raise a one-line error unless ``path`` can be created in an existing, writable folder."""
+    check_folder(path.parent)
 
 
 def create_temp(path: Path) -> tuple[int, Path]:

@@ -83,10 +83,6 @@ class PicameraSource(Source):
             raise LivedepthError(f"cannot start {self.name}: {exc} (is another program using the camera?)") from None
         self._fps = _frame_rate(config)
 
-    @property
-    def fps(self) -> float:
-        return self._fps
-
     def read(self, stop: threading.Event) -> np.ndarray | None:
         camera = self._camera
         if camera is None or stop.is_set():

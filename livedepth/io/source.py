@@ -17,11 +17,12 @@ class Source:
     #: ``True`` when frames arrive at their own pace (camera, stream, realtime file).
     paced = True
     name = "source"
+    _fps = 0.0
 
     @property
     def fps(self) -> float:
         """Nominal frame rate (frames per second, float); 0 when unknown."""
-        return 0.0
+        return self._fps
 
     def read(self, stop: threading.Event) -> np.ndarray | None:
         raise NotImplementedError

@@ -48,9 +48,13 @@ def _quiet_capture(open_fn: Callable[[], cv2.VideoCapture]) -> cv2.VideoCapture:
         logging_api.setLogLevel(previous)
 
 
-def _capture_fps(cap: cv2.VideoCapture) -> float:
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+def _plausible_fps(fps: float) -> float:
+    """``fps``, or 0 (unknown) for a rate no camera or file really has."""
     return fps if 0.0 < fps < 1000.0 else 0.0
+
+
+def _capture_fps(cap: cv2.VideoCapture) -> float:
+    return _plausible_fps(float(cap.get(cv2.CAP_PROP_FPS) or 0.0))
 
 
 class CameraSource(Source):
@@ -67,10 +71,6 @@ class CameraSource(Source):
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._fps = _capture_fps(self._cap) or DEFAULT_FPS
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def read(self, stop: threading.Event) -> np.ndarray | None:
         stalled_since = None
@@ -100,16 +100,12 @@ class FileSource(Source):
         fps = probe(path).fps  # one-line errors for a missing file or one that holds no video
         self._frames = read_frames(path)
         self.paced = realtime
-        self._fps = fps if 0.0 < fps < 1000.0 else 0.0
+        self._fps = _plausible_fps(fps)
         if realtime and not self._fps:
             log.warning("%s has no frame rate; pacing it at %g fps", path, DEFAULT_FPS)
             self._fps = DEFAULT_FPS
         self._count = 0
         self._start: float | None = None
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def read(self, stop: threading.Event) -> np.ndarray | None:
         frame = next(self._frames, None)

@@ -11,7 +11,7 @@ while an object comes and goes, and widens the bounds at once when something wou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import cv2
@@ -202,10 +202,10 @@ class StableNormalizer:
 
     Per frame:
 
-    1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth
-       (``grid``), motion-compensated with ``motion`` and trimmed with ``trim``: see
-       :class:`SceneCutDetector` (without the motion step a pan biases the gain a little every
-       frame, which adds up to a visible drift);
+    1. fit ``coarse_t = a * coarse_{t-1} + c`` on an area-averaged grid of the depth,
+       motion-compensated and trimmed: ``scene_cuts``, a :class:`SceneCutDetector` (without
+       its motion step a pan biases the gain a little every frame, which adds up to a visible
+       drift);
     2. carry the previous bounds over to this frame's units: ``a * bound + c``;
     3. ease them towards this frame's ``percentiles`` (plus ``margin`` of their span on each
        side): at rate ``expand`` where the target lies outside (something would clip; 1.0,
@@ -214,8 +214,7 @@ class StableNormalizer:
        (0.02: about 2 s at 30 fps, so someone stepping in and out of view does not recolour
        the room each time), and not at all otherwise.
 
-    A scene cut (grid correlation below ``cut_correlation``, or a fitted gain outside
-    ``1/max_gain .. max_gain``; :class:`SceneCutDetector`) resets to this frame's own bounds.
+    A scene cut (as ``scene_cuts`` finds them) resets to this frame's own bounds.
     """
 
     percentiles: tuple[float, float] = (1.0, 99.0)
@@ -223,27 +222,17 @@ class StableNormalizer:
     expand: float = 1.0
     contract: float = 0.02
     deadband: float = 0.1
-    grid: tuple[int, int] = (40, 30)
     sample_step: int = 4
     align: bool = True
-    motion: bool = True
-    trim: float = 0.8
-    cut_correlation: float = 0.5
-    max_gain: float = 3.0
+    scene_cuts: SceneCutDetector = field(default_factory=SceneCutDetector)
 
     def __post_init__(self) -> None:
-        self._cut_detector = SceneCutDetector(self.grid, self.motion, self.trim, self.cut_correlation, self.max_gain)
         self.reset()
-
-    @property
-    def cuts(self) -> int:
-        """Scene cuts seen so far."""
-        return self._cut_detector.cuts
 
     def reset(self) -> None:
         """Forget the previous frame (new video or scene cut)."""
         self._bounds: tuple[float, float] | None = None
-        self._cut_detector.reset()
+        self.scene_cuts.reset()
 
     def _target(self, depth: np.ndarray) -> tuple[float, float] | None:
         values = _sample(depth, self.sample_step)
@@ -259,7 +248,7 @@ class StableNormalizer:
             return self._bounds or (0.0, 0.0)
         prev_bounds = self._bounds
         if self.align:
-            change = self._cut_detector.update(depth)
+            change = self.scene_cuts.update(depth)
             if change is None or prev_bounds is None:
                 prev_bounds = None  # the first frame, or a scene cut
             else:

@@ -32,7 +32,7 @@ Deterministic: the same inputs give bitwise the same outputs, at 1 or 2 OpenCV t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -63,23 +63,18 @@ class TemporalFilter:
     work_size: int = 160  # long side of the kept history and of the correction
     fit_points: int = 4096  # about this many points for the affine fit
     trim: float = 0.8  # share of the fit's smallest residuals kept in the refit
+    scene_cuts: SceneCutDetector = field(default_factory=SceneCutDetector)  # where the history starts over
 
     def __post_init__(self) -> None:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        self._cut_detector = SceneCutDetector()
         self.reset()
-
-    @property
-    def cuts(self) -> int:
-        """Scene cuts seen so far."""
-        return self._cut_detector.cuts
 
     def reset(self) -> None:
         """Forget the history (a new video)."""
         self._history: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._noise: float | None = None
-        self._cut_detector.reset()
+        self.scene_cuts.reset()
 
     def update(self, depth: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
         """The filtered float32 depth of this frame, at the size and in the units of ``depth``.
@@ -94,7 +89,7 @@ class TemporalFilter:
         gray = _small_gray(frame_bgr, self.flow_size)
         if min(gray.shape) < MIN_FLOW_SIDE:
             return d.copy()
-        change = self._cut_detector.update(small)
+        change = self.scene_cuts.update(small)
         prev, prev_gray = self._history, self._gray
         self._gray = gray
         if change is None or prev is None or prev.shape != small.shape or prev_gray.shape != gray.shape:
