@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,15 @@ def synthetic_weights(folder: Path) -> Path:
     from support.golden import save_synthetic_weights
 
     return save_synthetic_weights(folder / "midas_v21_small_256.pt")
+
+
+def live_clip(folder: Path, seconds: float) -> Path:
+    """A silent 640x480 clip at 30 fps in ``folder``, long enough for live runs of ``seconds`` (30 s at least)."""
+    from support.clips import make_clip
+
+    clip = folder / "clip.mp4"
+    make_clip(clip, frames=round(30 * max(30.0, 3 * seconds)), width=640, height=480, rate=Fraction(30), audio=None)
+    return clip
 
 
 def model_only_fps(estimator, frames: list, seconds: float) -> float:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-from fractions import Fraction
 from pathlib import Path
 
-from common import benchmark_args, model_only_fps, workspace
+from common import benchmark_args, live_clip, model_only_fps, workspace
 
 
 def live_fps(estimator, clip: Path, realtime: bool, max_frames: int, temporal=None, colorizer=None) -> dict:
@@ -40,14 +39,11 @@ def main() -> None:
         "--mode", choices=("on-demand", "realtime"), default="on-demand"))
 
     import cv2
-    from support.clips import make_clip
 
     from livedepth.inference.estimator import DepthEstimator
 
     with workspace(args.weights) as (tmp, weights):
-        clip = tmp / "clip.mp4"
-        make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
-                  audio=None)
+        clip = live_clip(tmp, args.seconds)
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         cap = cv2.VideoCapture(str(clip))
         frames = [cap.read()[1] for _ in range(30)]

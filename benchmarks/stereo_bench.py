@@ -27,7 +27,7 @@ import time
 from fractions import Fraction
 
 import numpy as np
-from common import benchmark_args, workspace
+from common import benchmark_args, live_clip, workspace
 from live_vs_model import live_fps
 
 
@@ -91,9 +91,7 @@ def main() -> None:
             "sbs_size_320": lambda: Colorizer(normalize="stable", layout="sbs", stereo=Stereo(size=320))}
     report: dict = {"threads": args.threads, "warp": warp_times(args.threads, args.warp_reps)}
     with workspace(args.weights) as (tmp, weights):
-        clip = tmp / "clip.mp4"
-        make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
-                  audio=None)
+        clip = live_clip(tmp, args.seconds)
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         report["backend"] = estimator.backend_name
         live_fps(estimator, clip, False, 20)  # warm-up

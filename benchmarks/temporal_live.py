@@ -12,23 +12,19 @@ ratio of the means and the median of the per-pair ratios.
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
-from common import benchmark_args, workspace
+from common import benchmark_args, live_clip, workspace
 from live_vs_model import live_fps
 
 
 def main() -> None:
     args = benchmark_args(__doc__, seconds=15.0, rounds=6)
-    from support.clips import make_clip
 
     from livedepth.inference.estimator import DepthEstimator
     from livedepth.render.temporal import TemporalFilter
 
     with workspace(args.weights) as (tmp, weights):
-        clip = tmp / "clip.mp4"
-        make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
-                  audio=None)
+        clip = live_clip(tmp, args.seconds)
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
         live_fps(estimator, clip, False, 20)  # warm-up
         fps: dict[str, list[float]] = {"off": [], "on": []}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from support.cli_helpers import assert_one_line_error, run_cli
+from support.cli_helpers import assert_config_refused, assert_image_flags_refused, assert_one_line_error, run_cli
+from support.golden import TEST_IMAGE
 
-from livedepth.core.errors import LivedepthError
 from livedepth.settings import load_settings, preset_names
-
-TEST_IMAGE = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
 
 
 def test_presets_ship_with_the_package_and_are_valid():
@@ -54,12 +50,7 @@ def test_flags_override_the_preset_which_overrides_the_defaults():
     ],
 )
 def test_bad_config_values_are_one_line_errors(tmp_path, toml, message):
-    config = tmp_path / "bad.toml"
-    config.write_text(toml)
-    with pytest.raises(LivedepthError) as info:
-        load_settings(config)
-    assert message in str(info.value) and "\n" not in str(info.value)
-    assert str(config) in str(info.value)
+    assert_config_refused(tmp_path, toml, message)
 
 
 @pytest.mark.parametrize(
@@ -76,8 +67,7 @@ def test_bad_config_values_are_one_line_errors(tmp_path, toml, message):
     ],
 )
 def test_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
-    assert_one_line_error(run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"), *flags), message)
-    assert list(tmp_path.iterdir()) == []
+    assert_image_flags_refused(tmp_path, flags, message)
 
 
 def test_a_bad_preset_value_stops_the_cli_before_the_model_loads(tmp_path):

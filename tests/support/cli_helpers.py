@@ -1,4 +1,4 @@
-"""Run the real ``livedepth`` CLI in a subprocess."""
+"""Run the real ``livedepth`` CLI in a subprocess, and check the one-line errors of bad flags and configs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support.golden import TEST_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,3 +30,25 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> N
     errors = [line for line in proc.stderr.splitlines() if line.startswith("livedepth: error:")]
     assert len(errors) == 1 and fragment in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def assert_image_flags_refused(folder: Path, flags: list[str], fragment: str) -> None:
+    """``livedepth image`` with bad ``flags`` is one line (see :func:`assert_one_line_error`) and
+    writes nothing in ``folder``."""
+    assert_one_line_error(run_cli("image", str(TEST_IMAGE), str(folder / "o.png"), *flags), fragment)
+    assert list(folder.iterdir()) == []
+
+
+def assert_config_refused(folder: Path, toml: str, fragment: str) -> None:
+    """A config file holding ``toml`` is refused with one line naming the file and ``fragment``."""
+    from livedepth.core.errors import LivedepthError
+    from livedepth.settings import load_settings
+
+    config = folder / "bad.toml"
+    config.write_text(toml)
+    try:
+        load_settings(config)
+    except LivedepthError as exc:
+        assert fragment in str(exc) and "\n" not in str(exc) and str(config) in str(exc), exc
+    else:
+        raise AssertionError(f"{toml!r} was accepted")
