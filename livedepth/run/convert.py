@@ -20,6 +20,7 @@ import numpy as np
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame, Rendered
+from livedepth.core.predictor import Predict
 from livedepth.core.stages import Channel, Stages
 from livedepth.core.vocab import muxer
 from livedepth.io.rawdepth import RawDepthWriter
@@ -71,7 +72,7 @@ def output_size(info: VideoInfo, colorizer) -> tuple[int, int]:
 class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
-    ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``); ``temporal`` (a
+    ``predict`` maps a BGR frame to float32 depth (a ``Predictor``'s ``predict``); ``temporal`` (a
     :class:`~livedepth.render.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
     inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
     which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
@@ -89,7 +90,7 @@ class Converter:
         source: Path,
         output: Path,
         info: VideoInfo,
-        predict: Callable[[np.ndarray], np.ndarray],
+        predict: Predict,
         colorizer,
         *,
         audio: bool = True,

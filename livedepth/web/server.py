@@ -33,6 +33,7 @@ import numpy as np
 from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Rendered
+from livedepth.core.predictor import Predictor
 from livedepth.settings import WebSettings
 from livedepth.io.sinks import Sink
 from livedepth.core.stages import Latest
@@ -225,7 +226,7 @@ class WebServer:
         self,
         options: WebOptions,
         *,
-        estimator=None,
+        estimator: Predictor | None = None,
         stats: Callable[[], dict] | None = None,
         colorizer: Colorizer | None = None,
     ) -> None:
