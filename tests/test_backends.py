@@ -94,7 +94,7 @@ def test_onnx_export_is_cached_by_weights_sha(private_weights, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="livedepth"):
         first = DepthEstimator(weights=private_weights, backend="onnx").load()
     graph = export.graph_version(first.backend.network)
-    exported = private_weights.parent / f"midas-small-{first.weights_sha256}-g{graph}-256x256.onnx"
+    exported = private_weights.parent / f"midas-small-{first.loaded.weights_sha256}-g{graph}-256x256.onnx"
     assert exported.is_file() and "exported" in caplog.text
     stamp = exported.stat().st_mtime_ns
     frame = synthetic_frames(1)[0]
@@ -112,8 +112,8 @@ def test_onnx_export_is_cached_by_weights_sha(private_weights, caplog) -> None:
     state[key] = state[key] + 0.5
     torch.save(state, private_weights)
     third = DepthEstimator(weights=private_weights, backend="onnx").load()
-    assert third.weights_sha256 != first.weights_sha256
-    assert (private_weights.parent / f"midas-small-{third.weights_sha256}-g{graph}-256x256.onnx").is_file()
+    assert third.loaded.weights_sha256 != first.loaded.weights_sha256
+    assert (private_weights.parent / f"midas-small-{third.loaded.weights_sha256}-g{graph}-256x256.onnx").is_file()
     assert not np.array_equal(third.predict(frame), depth)
 
 

@@ -52,7 +52,7 @@ def test_cuda_request_falls_back_to_cpu_without_cuda(weights_pt) -> None:
     import torch
 
     est = DepthEstimator(weights=weights_pt, device="cuda").load()
-    assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert est.loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_threads_share_one_estimator_and_a_new_shape_never_blocks_a_ready_one(weights_pt) -> None:

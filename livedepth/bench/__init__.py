@@ -401,7 +401,7 @@ def run_bench(
             ).load()
             spec = first.spec
             sizes = sizes or [(spec.default_size, spec.default_size)]
-            weights_path = first.weights_path
+            weights_path = first.loaded.weights_path
             reference = reference_network(spec, first.network)
             gemms, skipped = gemm_runners(t, gemm_n)
             gemm_skipped.update(skipped)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -77,6 +79,17 @@ class _ShapeLocks:
             return lock
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What :meth:`DepthEstimator.load` found and built."""
+
+    device: torch.device
+    weights_path: Path
+    weights_sha256: str
+    backend: Backend
+    backend_name: str
+
+
 class DepthEstimator:
     """One model on one BGR frame at a time. Thread-safe.
 
@@ -134,7 +147,7 @@ class DepthEstimator:
         self._run_locks = _ShapeLocks()
         self._ready: set[tuple[int, int]] = set()
         self._network: torch.nn.Module | None = None
-        self._loaded = False
+        self._loaded: Loaded | None = None
 
     @property
     def model_name(self) -> str:
@@ -144,101 +157,84 @@ class DepthEstimator:
         """Resolve and verify the weights, choose and build the backend, and prepare the square
         input; once (later calls return at once). Returns the estimator."""
         with self._load_lock:
-            if not self._loaded:
-                self._load()
-                self._loaded = True
+            if self._loaded is None:
+                self._loaded = self._load()
         return self
 
-    def _load(self) -> None:
+    def _load(self) -> Loaded:
         requested = self._requested
-        self._device = pick_device(requested["device"])
+        device = pick_device(requested["device"])
         spec = weights_spec(self.spec.weights, requested["weights"], requested["weights_config"])
         resolved = resolve(spec)
-        self._weights_path = resolved.path
-        self._weights_sha256 = verify(resolved.path, spec.expected_sha256)
+        sha = verify(resolved.path, spec.expected_sha256)
         log.info("model: %s; weights: %s (%s)", self.spec.name, resolved.path, resolved.origin)
-        network = Network(self.spec.name, self._load_network, self._weights_sha256, self._weights_path,
-                          self.spec.graph_source(), self.spec.runtime_form, self.spec.export_form)
+        load = partial(self._load_network, resolved.path, sha, device)
+        network = Network(self.spec.name, load, sha, resolved.path, self.spec.graph_source(),
+                          self.spec.runtime_form, self.spec.export_form)
         wanted, origin = requested_backend(requested["backend"])
-        if self._device.type == "cpu" and wanted == "auto":  # measured once per machine, model and setting
+        if device.type == "cpu" and wanted == "auto":  # measured once per machine, model and setting
             measure_hw = self.spec.input_size(*MEASURE_FRAME_HW, self.size, self.keep_aspect)
             choice = choose_auto(network, threads=self.threads, input_hw=measure_hw)
-            name, self._backend = choice.name, choice.backend
+            name, backend = choice.name, choice.backend
         else:
-            name = require(wanted) if wanted != "auto" else "torch"
-            name = name if self._device.type == "cpu" else "torch"
-            self._backend = create_backend(name, network, threads=self.threads,
-                                           calibration=self._calibration_inputs, eager=self.eager)
-        self._backend_name = name
+            name = require(wanted) if wanted != "auto" and device.type == "cpu" else "torch"
+            backend = create_backend(name, network, threads=self.threads, calibration=self._calibration_inputs,
+                                     eager=self.eager)
         how = " (auto)" if wanted == "auto" else f" ({origin})" if origin else ""
-        log.info("backend: %s%s on %s, %s threads", name, how, self._device, self.threads or "all")
-        if not self._backend.has_exports():
-            self._load_network()  # now, so that bad weights fail here and not on the first frame
+        log.info("backend: %s%s on %s, %s threads", name, how, device, self.threads or "all")
+        if not backend.has_exports():
+            load()  # now, so that bad weights fail here and not on the first frame
         if not self.keep_aspect:
-            self._prepare(self.spec.input_size(*MEASURE_FRAME_HW, self.size, False))
+            self._prepare(backend, self.spec.input_size(*MEASURE_FRAME_HW, self.size, False))
+        return Loaded(device, resolved.path, sha, backend, name)
 
-    def _require_loaded(self) -> None:
-        if not self._loaded:
+    @property
+    def loaded(self) -> Loaded:
+        """What :meth:`load` found and built; ``RuntimeError`` before it."""
+        if self._loaded is None:
             raise RuntimeError(f"the {self.spec.name} estimator is not loaded: call load() first "
                                "(build_estimator and create_estimator return loaded ones)")
+        return self._loaded
 
     @property
     def backend(self) -> Backend:
-        """The backend that runs the network (after :meth:`load`)."""
-        self._require_loaded()
-        return self._backend
+        """The backend that runs the network."""
+        return self.loaded.backend
 
     @property
     def backend_name(self) -> str:
-        """The name of the backend that runs (``auto`` resolved), after :meth:`load`."""
-        self._require_loaded()
-        return self._backend_name
-
-    @property
-    def device(self) -> torch.device:
-        self._require_loaded()
-        return self._device
-
-    @property
-    def weights_path(self) -> Path:
-        self._require_loaded()
-        return self._weights_path
-
-    @property
-    def weights_sha256(self) -> str:
-        self._require_loaded()
-        return self._weights_sha256
+        """The name of the backend that runs (``auto`` resolved)."""
+        return self.loaded.backend_name
 
     def model_settings(self) -> dict:
         """Keyword arguments (picklable) for an estimator of the same model in another process:
         the model's name (a model registered at run time must be registered there too), the same
         weights (checked by their hash), size, keep-aspect sizing, threads and device; the caller
         picks the backend."""
-        self._require_loaded()
-        return {"model": self.spec.name, "weights": str(self._weights_path),
-                "weights_config": {"sha256": self._weights_sha256}, "size": self.size,
-                "keep_aspect": self.keep_aspect, "threads": self.threads, "device": self._device.type}
+        loaded = self.loaded
+        return {"model": self.spec.name, "weights": str(loaded.weights_path),
+                "weights_config": {"sha256": loaded.weights_sha256}, "size": self.size,
+                "keep_aspect": self.keep_aspect, "threads": self.threads, "device": loaded.device.type}
 
     @property
     def network(self) -> torch.nn.Module:
         """The loaded network (built on first use: a warm export cache does not need it)."""
-        self._require_loaded()
-        return self._load_network()
+        loaded = self.loaded
+        return self._load_network(loaded.weights_path, loaded.weights_sha256, loaded.device)
 
-    def _load_network(self) -> torch.nn.Module:
+    def _load_network(self, path: Path, sha256: str, device: torch.device) -> torch.nn.Module:
         with self._network_lock:
             if self._network is None:
-                network = load_network(self.spec, self._weights_path, self._weights_sha256)
-                self._network = network.to(self._device)
+                self._network = load_network(self.spec, path, sha256).to(device)
             return self._network
 
-    def _prepare(self, shape: tuple[int, int]) -> None:
+    def _prepare(self, backend: Backend, shape: tuple[int, int]) -> None:
         """Build what a network input of ``shape`` needs, once (other shapes keep running)."""
         if shape in self._ready:
             return
         with self._build_lock:
             if shape not in self._ready:
-                self._backend.prepare(*shape)
+                backend.prepare(*shape)
                 self._ready.add(shape)
 
     def _calibration_inputs(self, height: int, width: int) -> list[np.ndarray]:
@@ -256,18 +252,17 @@ class DepthEstimator:
     def infer(self, batch: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
         """Run the network on a preprocessed batch and bring its output to ``out_hw`` (the model's
         postprocessing)."""
-        self._require_loaded()
+        backend = self.loaded.backend
         shape = tuple(batch.shape[-2:])
-        self._prepare(shape)
+        self._prepare(backend, shape)
         with self._run_locks(shape):
-            depth = self._backend(batch)
+            depth = backend(batch)
         return self.spec.postprocess(depth, out_hw)
 
     def predict(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Float32 HxW inverse relative depth for a BGR uint8 frame (after :meth:`load`)."""
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR HxWx3 frame, got shape {frame_bgr.shape}")
-        self._require_loaded()
         return self.infer(self.preprocess(frame_bgr), frame_bgr.shape[:2])
 
 
