@@ -140,6 +140,8 @@ class WebSettings:
     stream_fps: float = setting(0.0, check=at_least(0))
     max_upload_mb: float = setting(20.0, check=above(0))
     max_upload_megapixels: float = setting(50.0, check=above(0))
+    uploads: bool = setting(True, "--no-uploads", "no photo upload: its worker process (and its memory) never starts")
+    upload_idle_s: float = setting(120.0, check=above(0))
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,23 @@ def test_file_run_writes_stats_and_a_playable_recording(tmp_path, weights_pt):
     assert len(frames) == 6 and (frames[0].width, frames[0].height) == (320, 120)
 
 
+def backend_log_lines(tmp_path, weights_pt, *flags: str) -> list[str]:
+    """The ``backend:`` log lines of a one-frame live run."""
+    clip = live_clip(tmp_path / "clip.mp4", 3, 25.0)
+    proc = run_cli("live", "--input", str(clip), "--no-display", "--max-frames", "1", "--size", "64",
+                   "--weights", str(weights_pt), *flags)
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stderr.splitlines() if line.startswith("livedepth: backend:")]
+
+
+def test_start_up_log_names_the_backend_that_runs_and_its_threads(tmp_path, weights_pt):
+    # the tests' environment chooses ONNX Runtime (LIVEDEPTH_BACKEND); a flag chooses torch
+    assert backend_log_lines(tmp_path, weights_pt, "--threads", "1") == [
+        "livedepth: backend: onnx (LIVEDEPTH_BACKEND) on cpu, 1 thread"]
+    assert backend_log_lines(tmp_path, weights_pt, "--backend", "torch", "--threads", "2") == [
+        "livedepth: backend: torch on cpu, 2 threads"]
+
+
 def test_run_live_py_is_the_same_command_and_config_is_overridden_by_flags(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "clip.mp4", 40, 25.0)
     config = tmp_path / "my.toml"

@@ -25,6 +25,7 @@ def installed(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     assert (target / "livedepth" / "configs" / "rpi.toml").is_file()
+    assert (target / "livedepth" / "web" / "static" / "view3d.js").is_file(), "the web page's 3D view script"
     return target
 
 

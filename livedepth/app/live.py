@@ -106,6 +106,9 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     for path in (live.record, live.stats):
         if path is not None:
             check_writable(path)
+    if not with_source and not settings.web.uploads:
+        raise LivedepthError("nothing to serve: without --camera or --input the page is the photo upload, "
+                             "which is turned off (--no-uploads or [web] uploads = false)")
     display = live.display and not serve and with_source
     if display:
         check_gui()

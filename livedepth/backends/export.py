@@ -8,7 +8,6 @@ import hashlib
 import inspect
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from livedepth.backends.base import Network
-from livedepth.core.files import cache_dir
+from livedepth.core.files import cache_dir, create_temp
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def export_module(network: Network, height: int, width: int) -> nn.Module:
 def export_onnx(model: nn.Module, path: Path, height: int, width: int) -> Path:
     """Export ``model`` for a fixed ``(1, 3, height, width)`` input to ``path`` (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = create_temp(path)
     os.close(fd)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -56,7 +55,7 @@ def export_onnx(model: nn.Module, path: Path, height: int, width: int) -> Path:
             torch.onnx.export(
                 model,
                 (torch.zeros(1, 3, height, width),),
-                tmp,
+                str(tmp),
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=["input"],
@@ -64,7 +63,7 @@ def export_onnx(model: nn.Module, path: Path, height: int, width: int) -> Path:
             )
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     log.info("exported %s", path)
     return path
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from livedepth.backends.export import PerSize
 from livedepth.backends.openvino import ov_runner
 from livedepth.backends.ort import ort_runner, ort_session
 from livedepth.core.errors import LivedepthError
+from livedepth.core.files import create_temp
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,16 @@ class Int8Backend(PerSize):
 
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = create_temp(dest)
         os.close(fd)
-        prepared = Path(tmp).with_suffix(".pre.onnx")
+        prepared = tmp.with_suffix(".pre.onnx")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 quant_pre_process(str(fp32), str(prepared))
                 quantize_static(
                     str(prepared),
-                    tmp,
+                    str(tmp),
                     Reader(),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
@@ -84,7 +84,7 @@ class Int8Backend(PerSize):
                 )
             os.replace(tmp, dest)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             prepared.unlink(missing_ok=True)
         log.info("quantized %s", dest)
 

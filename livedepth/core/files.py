@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -29,16 +30,28 @@ def check_writable(path: Path) -> None:
         raise LivedepthError(f"output folder is not writable: {folder}")
 
 
+def create_temp(path: Path) -> tuple[int, Path]:
+    """A new empty file ``.NAME.XXXXXXXX.part`` beside ``path``, to be renamed to it when complete;
+    returns its descriptor (open for writing) and path. Unlike ``mkstemp`` (always 0600) it is
+    created with the umask's permissions, like any other file the user writes."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
     check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -24,3 +24,4 @@ class Rendered:
     frame: Frame
     depth: np.ndarray  # float32 HxW inverse relative depth
     image: np.ndarray  # BGR uint8, the colorizer's layout
+    near: np.ndarray | None = None  # uint8 HxW normalised depth the colours came from, 255 nearest (live runs)

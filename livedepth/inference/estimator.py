@@ -64,6 +64,11 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def thread_count(threads: int | None) -> str:
+    """``2 threads``, ``1 thread``, or ``all cores`` for None or 0."""
+    return f"{threads} thread{'s' if threads != 1 else ''}" if threads else "all cores"
+
+
 class _ShapeLocks:
     """One lock per network input shape: forwards of different shapes run side by side."""
 
@@ -181,7 +186,9 @@ class DepthEstimator:
             backend = create_backend(name, network, threads=self.threads, calibration=self._calibration_inputs,
                                      eager=self.eager)
         how = " (auto)" if wanted == "auto" else f" ({origin})" if origin else ""
-        log.info("backend: %s%s on %s, %s threads", name, how, device, self.threads or "all")
+        runtime = getattr(backend, "runtime", None)  # int8: what runs the quantized model
+        log.info("backend: %s%s%s on %s, %s", name, how, f", run by {runtime}" if runtime else "", device,
+                 thread_count(self.threads))
         if not backend.has_exports():
             load()  # now, so that bad weights fail here and not on the first frame
         if not self.keep_aspect:

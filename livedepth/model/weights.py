@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from livedepth.core.errors import WeightsError
-from livedepth.core.files import cache_dir
+from livedepth.core.files import cache_dir, create_temp
 from livedepth.model.registry import WeightsSource
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,7 @@ def download(url: str, dest: Path, expected_sha256: str | None = None, size_byte
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", url, dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = create_temp(dest)
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:

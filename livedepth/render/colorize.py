@@ -319,14 +319,22 @@ class Colorizer:
         """Forget temporal state (call at a scene cut or a new video)."""
         self.normalizer.reset()
 
-    def normalize(self, depth: np.ndarray) -> np.ndarray:
-        """Depth -> uint8 HxW (grey 255 is near, or far with ``invert``)."""
-        gray = scale_to_uint8(depth, *self.normalizer.bounds(depth))
+    def near_gray(self, depth: np.ndarray) -> np.ndarray:
+        """Depth -> uint8 HxW normalised depth, 255 nearest whatever ``invert`` says (one normaliser step)."""
+        return scale_to_uint8(depth, *self.normalizer.bounds(depth))
+
+    def normalize(self, depth: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
+        """Depth -> uint8 HxW (grey 255 is near, or far with ``invert``); ``near``: its :meth:`near_gray`, if known."""
+        gray = self.near_gray(depth) if near is None else near
         return 255 - gray if self.invert else gray
 
-    def render(self, depth: np.ndarray, frame_bgr: np.ndarray | None = None) -> np.ndarray:
-        """The BGR image for ``depth`` (and its input frame, for side, overlay and blur)."""
-        depth_bgr = apply_colormap(self.normalize(depth), self.colormap)
+    def render(self, depth: np.ndarray, frame_bgr: np.ndarray | None = None,
+               near: np.ndarray | None = None) -> np.ndarray:
+        """The BGR image for ``depth`` (and its input frame, for side, overlay and blur).
+
+        ``near`` is this frame's :meth:`near_gray` when the caller has computed it already.
+        """
+        depth_bgr = apply_colormap(self.normalize(depth, near), self.colormap)
         return compose(frame_bgr, depth_bgr, self.layout, self.alpha, depth, self.blur_percentile)
 
     def cycle_colormap(self, choices: tuple[str, ...] = ("inferno", "magma", "turbo", "viridis", "gray")) -> str:

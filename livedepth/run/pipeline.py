@@ -250,7 +250,8 @@ class LivePipeline:
     def _show(self, frame: Frame, depth: np.ndarray) -> None:
         if self.temporal is not None:  # here, not after the forward: it overlaps the next forward
             depth = self.temporal.update(depth, frame.image)
-        rendered = Rendered(frame, depth, self.colorizer.render(depth, frame.image))
+        near = self.colorizer.near_gray(depth)
+        rendered = Rendered(frame, depth, self.colorizer.render(depth, frame.image, near), near)
         for sink in self.sinks:
             sink.write(rendered)
         self.stats.add_shown(frame.captured_at)

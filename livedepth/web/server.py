@@ -22,28 +22,33 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from typing import Generic, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 import numpy as np
 
-from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Rendered
 from livedepth.core.predictor import Predictor
-from livedepth.settings import WebSettings
-from livedepth.io.sinks import Sink
 from livedepth.core.stages import Latest
-from livedepth.web.uploads import HTTPError, UploadLimits, UploadWorker
+from livedepth.io.sinks import Sink
+from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
+from livedepth.settings import WebSettings
+from livedepth.web.addresses import reachable_hosts
+from livedepth.web.uploads import IDLE_S, HTTPError, UploadLimits, UploadWorker
+from livedepth.web.view3d import RecentViewers, encode_rgbd_png
 
 log = logging.getLogger(__name__)
 
 #: Colormaps offered by the page (any OpenCV name works through the API).
 PAGE_COLORMAPS = ("inferno", "magma", "plasma", "turbo", "viridis", "jet", "bone", "gray")
 BOUNDARY = "livedepthframe"
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,6 +66,8 @@ class WebOptions:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 50_000_000
     upload_max_side: int = 1920  # uploads larger than this are scaled down before inference
+    uploads: bool = True  # photo upload offered at all
+    upload_idle_s: float = IDLE_S  # the upload worker process ends after this long without an upload
 
     @classmethod
     def from_settings(cls, web: WebSettings, address: tuple[str, int]) -> WebOptions:
@@ -74,7 +81,8 @@ class WebOptions:
         return cls(host=host, port=port, token=token, no_auth=web.no_auth, max_clients=web.max_clients,
                    jpeg_quality=web.jpeg_quality, stream_fps=web.stream_fps,
                    max_upload_bytes=int(web.max_upload_mb * 2**20),
-                   max_upload_pixels=int(web.max_upload_megapixels * 1e6))
+                   max_upload_pixels=int(web.max_upload_megapixels * 1e6), uploads=web.uploads,
+                   upload_idle_s=web.upload_idle_s)
 
 
 def is_loopback(host: str) -> bool:
@@ -118,31 +126,57 @@ def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]
 # --- frames ----------------------------------------------------------------------------------
 
 
+class NewestEncoded(Generic[T]):
+    """The newest value of a :class:`Latest`, encoded at most once, when a viewer first asks."""
+
+    def __init__(self, values: Latest[T], encode: Callable[[T], bytes]) -> None:
+        self.values = values
+        self._encode = encode
+        self._lock = threading.Lock()
+        self._encoded: tuple[int, bytes] | None = None
+
+    def get(self) -> tuple[int, bytes] | None:
+        """(sequence number, encoded bytes) of the newest value, or None before the first."""
+        with self._lock:
+            seq, value = self.values.newest()
+            if value is None:
+                return None
+            if self._encoded is None or self._encoded[0] != seq:
+                self._encoded = seq, self._encode(value)
+            return self._encoded
+
+
 class FrameHub:
-    """The newest rendered frame for every viewer, JPEG-encoded at most once, on demand."""
+    """The newest rendered frame for every viewer, JPEG-encoded at most once, on demand; and, for
+    the 3D view, the newest frame with its normalised depth, PNG-encoded likewise."""
 
     def __init__(self, jpeg_quality: int = 80) -> None:
         self.jpeg_quality = int(jpeg_quality)
         self.frames: Latest[np.ndarray] = Latest()
-        self._encode_lock = threading.Lock()
-        self._jpeg: tuple[int, bytes] | None = None
+        self.rgbd_frames: Latest[tuple[np.ndarray, np.ndarray]] = Latest()
+        self._jpeg = NewestEncoded(self.frames, self._encode_jpeg)
+        self._rgbd = NewestEncoded(self.rgbd_frames, encode_rgbd_png)
 
-    def publish(self, image: np.ndarray) -> None:
-        """Make ``image`` (BGR uint8) the newest frame; never blocks on viewers."""
+    def publish(self, image: np.ndarray, frame: np.ndarray | None = None, near: np.ndarray | None = None) -> None:
+        """Make ``image`` (BGR uint8) the newest frame; never blocks on viewers. With the input
+        ``frame`` and its ``near`` grey (:attr:`Rendered.near`), the 3D view gets them too."""
         self.frames.put(image)
+        if frame is not None and near is not None:
+            self.rgbd_frames.put((frame, near))
 
     def jpeg(self) -> tuple[int, bytes] | None:
         """(sequence number, JPEG) of the newest frame, or None before the first frame."""
-        with self._encode_lock:
-            seq, image = self.frames.newest()
-            if image is None:
-                return None
-            if self._jpeg is None or self._jpeg[0] != seq:
-                ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-                if not ok:
-                    raise RuntimeError("JPEG encoding failed")
-                self._jpeg = seq, buf.tobytes()
-            return self._jpeg
+        return self._jpeg.get()
+
+    def rgbd_png(self) -> tuple[int, bytes] | None:
+        """(sequence number, PNG) of the newest frame's colour and depth (:mod:`livedepth.web.view3d`)."""
+        return self._rgbd.get()
+
+    def _encode_jpeg(self, image: np.ndarray) -> bytes:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return buf.tobytes()
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -212,6 +246,12 @@ class _Server(ThreadingHTTPServer):
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":  # every interface means the IPv4 ones too, whatever the system's default
+            with suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
 
 class WebServer:
     """The HTTP server. ``start()`` serves on a background thread; ``close()`` ends it.
@@ -236,13 +276,17 @@ class WebServer:
         self.stats = stats
         self.colorizer = colorizer
         self._slots = threading.BoundedSemaphore(max(1, options.max_clients))
-        # photo uploads: decoded, run and encoded in a background-priority worker process
-        self.uploads = None if estimator is None else UploadWorker(
-            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side))
+        # photo uploads: decoded, run and encoded in a background-priority worker process (with
+        # options.uploads off there is none, and nothing ever starts one)
+        self.uploads = None if estimator is None or not options.uploads else UploadWorker(
+            estimator.model_settings(), UploadLimits(options.max_upload_pixels, options.upload_max_side),
+            options.upload_idle_s)
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._page = resources.files("livedepth.web").joinpath("static/index.html").read_bytes()
+        self._view3d_script = resources.files("livedepth.web").joinpath("static/view3d.js").read_bytes()
+        self.viewers_3d = RecentViewers()  # they poll /rgbd.png: counted with the stream's viewers
         server_class = _Server6 if ":" in options.host else _Server
         try:
             self.httpd = server_class((options.host, options.port), _Handler)
@@ -263,11 +307,16 @@ class WebServer:
         return self._clients
 
     def url(self) -> str:
-        """The page's address, with the token if there is one."""
+        """The page's address (loopback when serving every interface), with the token if there is one."""
+        return self.urls()[0]
+
+    def urls(self) -> list[str]:
+        """Every address the page is served at (see :func:`~livedepth.addresses.reachable_hosts`),
+        loopback first, with the token if there is one."""
         host = self.options.host
-        shown = socket.gethostname() if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        dual_stack = host == "::" and not self.httpd.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
         query = f"?token={quote(self.options.token, safe='')}" if self.options.token else ""
-        return f"http://{shown}:{self.port}/{query}"
+        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{query}" for h in reachable_hosts(host, dual_stack)]
 
     def start(self) -> WebServer:
         """Serve on a daemon thread."""
@@ -326,6 +375,8 @@ class WebServer:
         return self.settings()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
+        if not self.options.uploads:
+            raise HTTPError(404, "photo upload is turned off on this server")
         if self.uploads is None:
             raise HTTPError(503, "no model loaded")
         try:
@@ -336,6 +387,8 @@ class WebServer:
         return self.uploads.depth_png(data, layout, colormap)
 
     def stream_slot(self) -> bool:
+        if self._clients + self.viewers_3d.count() >= self.options.max_clients:
+            return False
         if not self._slots.acquire(blocking=False):
             return False
         with self._clients_lock:
@@ -380,6 +433,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/index.html"): self._page,
             ("GET", "/stream.mjpg"): self._stream,
             ("GET", "/snapshot.jpg"): self._snapshot,
+            ("GET", "/rgbd.png"): self._rgbd,
+            ("GET", "/view3d.js"): self._script,
             ("GET", "/stats"): self._stats,
             ("GET", "/settings"): self._settings,
             ("POST", "/settings"): self._settings,
@@ -457,7 +512,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stats(self, app: WebServer, query: dict) -> None:
         stats = app.stats() if app.stats is not None else {}
-        self._send_json({**stats, "live": app.live, "stream_clients": app.stream_clients})
+        self._send_json({**stats, "live": app.live, "stream_clients": app.stream_clients,
+                         "viewers_3d": app.viewers_3d.count()})
 
     def _settings(self, app: WebServer, query: dict) -> None:
         if self.command == "POST":
@@ -480,13 +536,26 @@ class _Handler(BaseHTTPRequestHandler):
         png = app.depth_png(body, query.get("layout", "depth"), query.get("colormap", "inferno"))
         self._send(200, png, "image/png")
 
+    def _script(self, app: WebServer, query: dict) -> None:
+        self._send(200, app._view3d_script, "text/javascript; charset=utf-8")
+
     def _snapshot(self, app: WebServer, query: dict) -> None:
+        self._send_newest(app, app.hub.jpeg, "image/jpeg")
+
+    def _rgbd(self, app: WebServer, query: dict) -> None:
+        room = app.options.max_clients - app.stream_clients
+        if app.live and not app.viewers_3d.visit(self.client_address[0], room):
+            raise HTTPError(503, f"too many viewers (limit {app.options.max_clients})")
+        self._send_newest(app, app.hub.rgbd_png, "image/png")
+
+    def _send_newest(self, app: WebServer, newest: Callable[[], tuple[int, bytes] | None], content_type: str) -> None:
+        """The newest frame from ``newest``, with its sequence number in ``X-Livedepth-Frame``."""
         if not app.live:
             raise HTTPError(404, "no live stream (started without a camera or input)")
-        newest = app.hub.jpeg()
-        if newest is None:
+        encoded = newest()
+        if encoded is None:
             raise HTTPError(503, "no frame yet")
-        self._send(200, newest[1], "image/jpeg")
+        self._send(200, encoded[1], content_type, X_Livedepth_Frame=str(encoded[0]))
 
     def _stream(self, app: WebServer, query: dict) -> None:
         if not app.live:
@@ -549,7 +618,7 @@ class WebSink(Sink):
         self.server = server
 
     def write(self, rendered: Rendered) -> None:
-        self.server.hub.publish(rendered.image)
+        self.server.hub.publish(rendered.image, rendered.frame.image, rendered.near)
 
     def close(self) -> None:
         self.server.close()

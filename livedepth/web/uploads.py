@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a closing server waits for the worker process to end before killing it.
 CLOSE_WAIT_S = 2.0
+#: Seconds without an upload after which the worker process ends (``[web] upload_idle_s``).
+IDLE_S = 120.0
 
 
 class HTTPError(Exception):
@@ -171,19 +173,24 @@ class UploadWorker:
 
     ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``model_settings()``).
     The process starts at :meth:`warm` (the web page calls it when it is loaded, so the first
-    photo finds the model ready) or at the first upload, and is started again if it dies.
+    photo finds the model ready) or at the first upload, and is started again if it dies. It
+    ends after ``idle_s`` seconds without an upload, giving its memory back, and the next
+    upload starts it again.
     """
 
-    def __init__(self, estimator_settings: Mapping, limits: UploadLimits) -> None:
+    def __init__(self, estimator_settings: Mapping, limits: UploadLimits, idle_s: float = IDLE_S) -> None:
         # eager torch: every photo may have a shape of its own, and building a model per shape
         # (an ONNX export, a compile) costs many forwards; the reference model needs none
         self.estimator_settings = {**estimator_settings, "backend": "torch", "eager": True}
         self.limits = limits
+        self.idle_s = idle_s
         self._turn = threading.Lock()  # one upload at a time
-        self._state = threading.Lock()  # guards the process, the pipe and the closed flag
+        self._state = threading.Lock()  # guards the process, the pipe, the countdown and the closed flag
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._closed = False
+        self._countdown: threading.Timer | None = None
+        self._uses = 0  # a countdown started before the latest use is stale
 
     @property
     def pid(self) -> int | None:
@@ -195,6 +202,7 @@ class UploadWorker:
         """Start the worker process, if it is not running, without waiting for it."""
         with suppress(HTTPError):  # closed: nothing to start
             self._connection()
+            self._count_down()
 
     def depth_png(self, data: bytes, layout: str, colormap: str) -> bytes:
         """The colorized depth PNG of an uploaded photo; HTTPError if it is refused."""
@@ -208,6 +216,8 @@ class UploadWorker:
                 if self._closed:
                     raise HTTPError(503, "the server is shutting down") from None
                 raise RuntimeError("the upload worker process ended unexpectedly") from None
+            finally:
+                self._count_down()
         if reply[0] == "png":
             return reply[1]
         if reply[0] == "http":
@@ -219,6 +229,8 @@ class UploadWorker:
             if self._closed:  # queued when the server closed: it must not hold the shutdown up
                 raise HTTPError(503, "the server is shutting down")
             if self._process is None or not self._process.is_alive():
+                from livedepth.inference.estimator import thread_count  # torch: loaded already where a model is served
+
                 context = multiprocessing.get_context("spawn")
                 parent, child = context.Pipe()
                 self._process = context.Process(target=serve_uploads, name="livedepth-uploads", daemon=True,
@@ -226,8 +238,39 @@ class UploadWorker:
                 self._process.start()
                 child.close()
                 self._conn = parent
-                log.info("upload worker started (process %d, background CPU priority)", self._process.pid)
+                log.info("upload worker started (process %d: eager torch, %s, background CPU priority)",
+                         self._process.pid, thread_count(self.estimator_settings.get("threads")))
             return self._conn
+
+    def _count_down(self) -> None:
+        """(Re)start the countdown after which the unused worker process ends."""
+        with self._state:
+            self._uses += 1
+            if self._countdown is not None:
+                self._countdown.cancel()
+            self._countdown = None
+            if not self._closed and self._process is not None:
+                self._countdown = threading.Timer(self.idle_s, self._end_if_idle, (self._uses,))
+                self._countdown.daemon = True
+                self._countdown.start()
+
+    def _end_if_idle(self, uses: int) -> None:
+        """The countdown ran out: end the worker process, unless it has been used since."""
+        if not self._turn.acquire(blocking=False):
+            return  # an upload is running: it starts a new countdown when it ends
+        try:
+            with self._state:
+                if uses != self._uses or self._closed or self._process is None:
+                    return
+                process, conn = self._process, self._conn
+                self._process = self._conn = self._countdown = None
+            if conn is not None:
+                conn.close()  # the worker's wait for a request ends: it returns
+            _end_process(process, CLOSE_WAIT_S)
+            log.info("upload worker ended after %g s without an upload (process %d); the next upload starts "
+                     "it again", self.idle_s, process.pid)
+        finally:
+            self._turn.release()
 
     def _forget(self, conn: Connection) -> None:
         """The worker behind ``conn`` is gone: the next upload starts another."""
@@ -244,13 +287,22 @@ class UploadWorker:
         with self._state:
             self._closed = True
             process, conn = self._process, self._conn
+            if self._countdown is not None:
+                self._countdown.cancel()
         if process is None:
             return
-        process.terminate()  # an upload's forward may take seconds: do not wait for it
-        process.join(CLOSE_WAIT_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        _end_process(process, 0)  # an upload's forward may take seconds: do not wait for it
         if conn is not None and self._turn.acquire(blocking=False):  # else the upload in progress closes it
             conn.close()
             self._turn.release()
+
+
+def _end_process(process: multiprocessing.process.BaseProcess, grace: float) -> None:
+    """Give ``process`` ``grace`` seconds to end, then terminate it, then kill it; reap it."""
+    process.join(grace)
+    if process.is_alive():
+        process.terminate()
+        process.join(CLOSE_WAIT_S)
+    if process.is_alive():
+        process.kill()
+        process.join()
