@@ -26,25 +26,23 @@ REQUIRES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"
 CalibrationInputs = Callable[[int, int], Sequence[np.ndarray]]
 
 
-def _as_is(network: nn.Module) -> nn.Module:
-    return network
-
-
 @dataclass(frozen=True)
 class Network:
     """A model's network as a backend gets it: loaded on demand, with its runtime and export forms.
 
     ``load()`` returns the loaded network (the reference: backends never change it); a warm
-    export cache never calls it. ``runtime_form`` and ``export_form`` get a copy of it. ``name``
-    and ``code`` (the model's source) are part of every cached export's name and graph version.
+    export cache never calls it. ``runtime_form`` (what the torch backend runs) and
+    ``export_form`` (what is exported for one input size; None: the runtime form) get a copy of
+    it. ``name`` and ``code`` (the model's source) are part of every cached export's name and
+    graph version.
     """
 
     name: str
     load: Callable[[], nn.Module]
     weights_sha256: str
     weights_path: Path
-    code: str = ""
-    runtime_form: Callable[[nn.Module], nn.Module] = _as_is
+    code: str
+    runtime_form: Callable[[nn.Module], nn.Module]
     export_form: Callable[[nn.Module, int, int], nn.Module] | None = None
 
 

@@ -315,10 +315,6 @@ def reference_model() -> MidasSmall:
     return build_model(reference=True)
 
 
-def _same_keys(state: dict) -> dict:
-    return state
-
-
 SPEC = ModelSpec(
     name="midas-small",
     build_network=build_model,
@@ -329,7 +325,7 @@ SPEC = ModelSpec(
     input_size=network_size,
     preprocess=preprocess,
     postprocess=postprocess,
-    adapt_state_dict=_same_keys,
+    adapt_state_dict=dict,  # the official keys, as they are
     parameters="21M",
     license="MIT",
     description="MiDaS v2.1 small (2021): EfficientNet-Lite3 encoder, fast on a CPU",

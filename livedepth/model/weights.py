@@ -196,19 +196,15 @@ def check_schema(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     return state
 
 
-def _as_read(state: dict) -> dict:
-    return state
-
-
 def load_state_dict_into(model: nn.Module, path: Path, expected_sha256: str | None = None, *,
-                         adapt: Callable[[dict], dict] = _as_read, model_name: str = "the model") -> str:
+                         adapt: Callable[[dict], dict] | None = None, model_name: str = "the model") -> str:
     """Verify and read a checkpoint, map it to ``model``'s keys with ``adapt`` (a model's
     ``adapt_state_dict``) and load it strictly; a checkpoint that does not fit is one line
     naming the mismatch. Returns the file's SHA-256."""
     sha = verify(path, expected_sha256)
     state = read_state_dict(path)
     try:
-        state = adapt(state)
+        state = adapt(state) if adapt is not None else state
     except Exception as exc:  # noqa: BLE001 - a foreign checkpoint can break an adapter in many ways
         raise WeightsError(f"weights {path} do not fit {model_name}: {type(exc).__name__}: {exc}") from None
     state = check_schema(model, state, str(path), model_name)
