@@ -87,12 +87,6 @@ class ModelSpec:
         if problem:
             raise LivedepthError(f"size {size}: {problem}")
 
-    def exportable(self, network: nn.Module, height: int, width: int) -> nn.Module:
-        """The module to export for one input size, made from ``network`` (a copy: it may change)."""
-        if self.export_form is not None:
-            return self.export_form(network, height, width)
-        return self.runtime_form(network)
-
     def graph_source(self) -> str:
         """The source of the modules that define the network and its runtime and export forms:
         part of the exported graphs' version, so a change of the model's code never reuses an export."""
