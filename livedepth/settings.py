@@ -21,7 +21,7 @@ from types import UnionType
 from typing import Any
 
 from livedepth.core.errors import LivedepthError
-from livedepth.core.vocab import BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
+from livedepth.core.vocab import ANAGLYPH_MODES, AUDIO_CHOICES, BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
 from livedepth.model import registry
 from livedepth.render.colorize import colormap_names
 
@@ -31,10 +31,14 @@ Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
 
 def setting(default: Any, flag: str | None = None, help: str = "", *, check: Check | None = None,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false)."""
+            choices: tuple[str, ...] | None = None, metavar: str | None = None,
+            booleans: tuple[str, str] | None = None) -> Any:
+    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false).
+
+    ``booleans`` are the values TOML ``true`` and ``false`` stand for, for a setting that once was a bool.
+    """
     return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
-                                            "metavar": metavar})
+                                            "metavar": metavar, "booleans": booleans})
 
 
 def between(low: float, high: float) -> Check:
@@ -93,7 +97,8 @@ class WeightsSettings:
 
 @dataclass(frozen=True)
 class RenderSettings:
-    layout: str = setting("depth", "--layout", "depth, side, overlay or blur", choices=LAYOUTS)
+    layout: str = setting("depth", "--layout", "depth, side, overlay, blur; 3D: sbs, half-sbs, tab, half-tab, "
+                          "anaglyph, rgbd", choices=LAYOUTS)
     colormap: str = setting("inferno", "--colormap", "OpenCV colormap name (default inferno)", check=_colormap)
     normalize: str = setting("frame", "--normalize", "frame, stable or fixed (how depth maps to colours)",
                              choices=NORMALIZE_MODES)
@@ -103,6 +108,26 @@ class RenderSettings:
     alpha: float = setting(0.5, "--alpha", "overlay opacity of the depth", check=between(0, 1), metavar="A")
     temporal: str = setting("on", "--temporal", "filter video depth over time where it wobbles (flow-guided, "
                             "causal; never for photos); off: the model's own output", choices=("on", "off"))
+
+
+@dataclass(frozen=True)
+class StereoSettings:
+    divergence: float = setting(2.0, "--divergence", "3D layouts: how much more the nearest point shifts between "
+                                "the eyes than the farthest, in %% of the width", check=between(0, 10), metavar="PCT")
+    convergence: float = setting(0.5, "--convergence", "3D layouts: the normalised depth on the screen plane "
+                                 "(0 farthest, 1 nearest)", check=between(0, 1), metavar="C")
+    anaglyph: str = setting("dubois", "--anaglyph", "anaglyph layout: dubois, color or gray", choices=ANAGLYPH_MODES)
+    swap_eyes: bool = setting(False, "--swap-eyes", "3D layouts: exchange the left and right views (cross-eyed)")
+    size: int = setting(0, "--stereo-size", "3D layouts: solve the warp at this width and upsample it (0: the "
+                        "frame's width)", check=at_least(0), metavar="N")
+
+
+@dataclass(frozen=True)
+class PointCloudSettings:
+    fov: float = setting(60.0, "--fov", "point clouds: the horizontal field of view in degrees",
+                         check=between(1, 179), metavar="DEG")
+    depth_ratio: float = setting(10.0, "--depth-ratio", "point clouds: the farthest point's distance over the "
+                                 "nearest's", check=above(1), metavar="R")
 
 
 @dataclass(frozen=True)
@@ -117,7 +142,8 @@ class LiveSettings:
     reconnect_timeout: float = setting(30.0, "--reconnect-timeout", "give up on a dropped stream after S s",
                                        check=above(0), metavar="S")
     display: bool = setting(True, "--no-display", "no window (record, serve or measure only)")
-    snapshot_dir: Path = setting(Path("."), "--snapshot-dir", "where the s key saves PNGs", metavar="DIR")
+    snapshot_dir: Path = setting(Path("."), "--snapshot-dir", "where the s key saves PNGs (and p, PLYs)",
+                                 metavar="DIR")
     max_fps: float = setting(0.0, "--max-fps", "process at most F frames per second (0: no cap)",
                              check=at_least(0), metavar="F")
     max_frames: int | None = setting(None, "--max-frames", "stop after N processed frames", check=at_least(1),
@@ -148,12 +174,15 @@ class WebSettings:
 class ConvertSettings:
     crf: int = setting(20, "--crf", "H.264 quality, lower is better", check=between(0, 51), metavar="N")
     preset: str = setting("veryfast", "--preset", "x264 speed/size trade-off", choices=X264_PRESETS)
-    audio: bool = setting(True, "--no-audio", "drop the audio")
+    audio: str = setting("all", "--audio", "audio streams to copy: all, first or none (--no-audio: none); "
+                         "subtitles are copied too", choices=AUDIO_CHOICES, booleans=("all", "none"))
     fragmented: bool = setting(True)
     raw: Path | None = setting(None, "--raw", "also save 16-bit depth: a .mkv (FFV1) or a folder of PNGs",
                                metavar="PATH")
     overwrite: bool = setting(False, "--overwrite", "replace existing outputs")
     keep_damaged: bool = setting(False, "--keep-damaged", "keep the output of a damaged input (exit 0)")
+    ply: Path | None = setting(None, "--ply", "also save point clouds (binary PLY) in this folder", metavar="DIR")
+    ply_every: int = setting(1, "--ply-every", "with --ply: every Nth frame", check=at_least(1), metavar="N")
 
 
 @dataclass(frozen=True)
@@ -163,6 +192,8 @@ class Settings:
     model: ModelSettings = ModelSettings()
     weights: WeightsSettings = WeightsSettings()
     render: RenderSettings = RenderSettings()
+    stereo: StereoSettings = StereoSettings()
+    pointcloud: PointCloudSettings = PointCloudSettings()
     live: LiveSettings = LiveSettings()
     web: WebSettings = WebSettings()
     convert: ConvertSettings = ConvertSettings()
@@ -257,6 +288,8 @@ def _validated(section: str, name: str, value: Any, from_flag: bool, where: str)
     label = f"{spec.metadata['flag']} {value}" if from_flag else f"{where}: [{section}] {name} = {_describe(value)}"
     if value is None:
         return None
+    if spec.metadata["booleans"] and isinstance(value, bool):
+        value = spec.metadata["booleans"][0 if value else 1]
     try:
         converted = _convert(value, typing.get_type_hints(cls)[name], from_flag)
     except ValueError as exc:

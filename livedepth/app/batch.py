@@ -345,7 +345,7 @@ def measure_split(settings: Settings, weights: str | Path | None, jobs: int, thr
     if not clip.is_file():
         write_test_video(clip, frames)
     trial = replace(settings, model=replace(settings.model, threads=threads),
-                    convert=replace(settings.convert, audio=False, raw=None))
+                    convert=replace(settings.convert, audio="none", raw=None))
     stamps: list[float] = []
     jobs_list = [Job(clip, folder / f"out{jobs}x{threads}-{i}.mp4") for i in range(jobs)]
     pool = LocalPool(trial, weights, jobs, worker_init=worker_init)

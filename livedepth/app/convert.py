@@ -14,6 +14,7 @@ from livedepth.app.render import build_colorizer, make_temporal
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import writable
 from livedepth.core.vocab import MUXERS
+from livedepth.io.pointcloud import Camera
 from livedepth.io.video import probe, sample_frames
 from livedepth.run.convert import ConvertResult, Converter, partial_path
 from livedepth.settings import Settings
@@ -46,6 +47,19 @@ def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool)
         raise LivedepthError(f"output must be .mp4, .mov or .mkv, got {output.name}")
 
 
+def check_ply_folder(folder: Path, overwrite: bool) -> None:
+    """One-line errors for a ``--ply`` folder that cannot (or, without ``overwrite``, must not) be written."""
+    if folder.exists() and not folder.is_dir():
+        raise LivedepthError(f"--ply {folder} is a file; name a folder")
+    where = folder if folder.is_dir() else folder.parent
+    if not where.is_dir():
+        raise LivedepthError(f"output folder does not exist: {where}")
+    if not writable(where):
+        raise LivedepthError(f"output folder is not writable: {where}")
+    if folder.is_dir() and not overwrite and any(folder.glob("*.ply")):
+        raise LivedepthError(f"--ply folder {folder} already holds point clouds; use --overwrite to replace them")
+
+
 def summary_line(result: ConvertResult) -> str:
     """``converted N frames (D s of video) in W s: F frames/s (Xx real time) -> OUT``."""
     fps = result.frames / result.wall_seconds if result.wall_seconds > 0 else 0.0
@@ -61,15 +75,18 @@ def build_converter(settings: Settings, source: Path, output: Path, predict: Cal
     The input is probed and the outputs are checked (one-line errors) before anything is written.
     """
     convert = settings.convert
-    colorizer = build_colorizer(settings.render)
+    colorizer = build_colorizer(settings.render, settings.stereo)
     info = probe(source)
     check_outputs(source, output, convert.raw, convert.overwrite)
+    if convert.ply is not None:
+        check_ply_folder(convert.ply, convert.overwrite)
     log.info("convert: %s (%dx%d, %.3f fps, %s frames) -> %s", source, info.width, info.height, info.fps,
              info.frame_count or "?", output)
     return Converter(source, output, info, predict, colorizer, audio=convert.audio, raw=convert.raw,
                      crf=convert.crf, preset=convert.preset, fragmented=convert.fragmented,
                      keep_damaged=convert.keep_damaged, on_frame=on_frame, keep_stopped=keep_stopped,
-                     temporal=make_temporal(settings))
+                     temporal=make_temporal(settings), ply=convert.ply, ply_every=convert.ply_every,
+                     camera=Camera(settings.pointcloud.fov, settings.pointcloud.depth_ratio))
 
 
 def calibration_frames(settings: Settings, source: Path, count: int = 8) -> list[np.ndarray] | None:

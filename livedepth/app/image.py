@@ -13,6 +13,7 @@ from livedepth.app.estimator import build_estimator
 from livedepth.app.render import build_colorizer
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import check_writable, write_atomically
+from livedepth.io.pointcloud import Camera
 from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,22 +38,31 @@ def encode_image(image: np.ndarray, path: Path) -> bytes:
 
 
 def depth_image(settings: Settings, source: Path, output: Path, raw: Path | None = None,
-                weights: str | Path | None = None) -> np.ndarray:
-    """Write the colorized depth of ``source`` to ``output`` (and the float32 depth to ``raw``
-    as .npy); returns the rendered image. Inputs and outputs are checked before the model loads."""
-    colorizer = build_colorizer(settings.render)
+                weights: str | Path | None = None) -> np.ndarray | None:
+    """Write the colorized depth of ``source`` to ``output``, or its point cloud when ``output``
+    ends in .ply (and the float32 depth to ``raw`` as .npy); returns the rendered image (None for
+    a point cloud). Inputs and outputs are checked before the model loads."""
+    colorizer = build_colorizer(settings.render, settings.stereo)
     image = read_image(source)
     check_writable(output)
-    if output.suffix and not cv2.haveImageWriter(str(output)):
+    cloud = output.suffix.lower() == ".ply"
+    if output.suffix and not cloud and not cv2.haveImageWriter(str(output)):
         raise LivedepthError(f"unsupported output image type: {output.suffix}")
     if raw is not None:
         check_writable(raw)
     depth = build_estimator(settings, weights).predict(image)
-    rendered = colorizer.render(depth, image)
-    write_atomically(output, encode_image(rendered, output))
+    rendered = None
+    if cloud:
+
+        points = settings.pointcloud
+        Camera(points.fov, points.depth_ratio).save(output, image, colorizer.unit_depth(depth, fresh=True))
+        log.info("wrote %s (point cloud of %dx%d pixels)", output, image.shape[1], image.shape[0])
+    else:
+        rendered = colorizer.render(depth, image)
+        write_atomically(output, encode_image(rendered, output))
+        log.info("wrote %s (%dx%d, %s)", output, rendered.shape[1], rendered.shape[0], colorizer.layout)
     if raw is not None:
         buf = io.BytesIO()
         np.save(buf, depth)
         write_atomically(raw, buf.getvalue())
-    log.info("wrote %s (%dx%d, %s)", output, rendered.shape[1], rendered.shape[0], colorizer.layout)
     return rendered

@@ -18,6 +18,7 @@ from livedepth.core.errors import LivedepthError
 from livedepth.core.files import check_writable, write_json
 from livedepth.core.stages import POLL_S
 from livedepth.io.display import DisplaySink, check_gui
+from livedepth.io.pointcloud import Camera
 from livedepth.io.sinks import RecordSink
 from livedepth.io.sources import check_camera, open_source
 from livedepth.run.pipeline import LivePipeline
@@ -100,7 +101,7 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
     False serves the photo page only. ``weights`` is ``--weights``.
     """
     live = settings.live
-    colorizer = build_colorizer(settings.render)
+    colorizer = build_colorizer(settings.render, settings.stereo)
     address = web_address(settings, serve)
     options = WebOptions.from_settings(settings.web, address) if address is not None else None
     for path in (live.record, live.stats):
@@ -129,7 +130,9 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
         if live.record is not None:
             pipeline.add_sink(RecordSink(live.record, source.fps))
         if display:
-            pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir))
+            camera = Camera(settings.pointcloud.fov, settings.pointcloud.depth_ratio)
+            pipeline.add_sink(DisplaySink(colorizer, pipeline.stop, pipeline.stats.status_line, live.snapshot_dir,
+                                          camera=camera))
         server = None
         if options is not None:
             server = WebServer(options, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=colorizer)

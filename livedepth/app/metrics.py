@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from livedepth.core.errors import LivedepthError
+from livedepth.io.orientation import Upright
 from livedepth.io.video import open_input
 from livedepth.render.colorize import check_colormap
 from livedepth.render.metrics import (
@@ -22,15 +23,17 @@ from livedepth.render.metrics import (
 
 
 def read_video(path: str | Path, keep_depth_bits: bool = True) -> Iterator[np.ndarray]:
-    """Frames of a video file one at a time: 16-bit or 8-bit grey arrays for grey videos, else BGR."""
+    """Frames of a video file one at a time, upright as a player shows them: 16-bit or 8-bit grey
+    arrays for grey videos, else BGR."""
     with open_input(path) as container:
         if not container.streams.video:
             raise LivedepthError(f"no video stream in {path}")
         stream = container.streams.video[0]
         fmt = stream.codec_context.format.name if stream.codec_context.format else ""
         out = "gray16le" if keep_depth_bits and fmt.startswith("gray16") else "gray" if fmt == "gray" else "bgr24"
+        upright = Upright(stream, path)
         for frame in container.decode(stream):
-            yield frame.to_ndarray(format=out)
+            yield upright(frame, out)
 
 
 def read_png_folder(folder: str | Path) -> Iterator[np.ndarray]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from livedepth.render.colorize import Colorizer
+from livedepth.render.stereo import Stereo
 from livedepth.render.temporal import TemporalFilter
-from livedepth.settings import RenderSettings, Settings
+from livedepth.settings import RenderSettings, Settings, StereoSettings
 
 
-def build_colorizer(render: RenderSettings) -> Colorizer:
-    """The colorizer for a ``[render]`` section."""
+def build_colorizer(render: RenderSettings, stereo: StereoSettings | None = None) -> Colorizer:
+    """The colorizer for a ``[render]`` section (and a ``[stereo]`` one for the 3D layouts)."""
+    views = Stereo(stereo.divergence, stereo.convergence, stereo.anaglyph, stereo.swap_eyes,
+                   stereo.size) if stereo is not None else None
     return Colorizer(colormap=render.colormap, layout=render.layout, alpha=render.alpha, normalize=render.normalize,
-                     value_range=render.range, invert=render.invert)
+                     value_range=render.range, invert=render.invert, stereo=views)
 
 
 def make_temporal(settings: Settings):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,12 +38,16 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", default="1", metavar="N|auto",
                    help="worker processes for many files, each loading the model once (auto: measured)")
     p.add_argument("--report", type=Path, metavar="PATH", help="also write the batch summary as JSON")
-    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
-                   help="run on a Ray cluster (default address: $RAY_ADDRESS, else auto); needs livedepth[ray]")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on Ray (needs livedepth[ray]): at HOST:PORT; auto: a running cluster only; no address: "
+                        "$RAY_ADDRESS, the `ray start` cluster here, else a local instance for this batch")
     p.add_argument("--ray-transfer", action="store_true",
                    help="with --ray: ship inputs and outputs through the object store (no shared storage)")
     add_setting_flags(p, "convert")
+    p.add_argument("--no-audio", dest="convert.audio", action="store_const", const="none", help="same as --audio none")
     add_setting_flags(p, "render")
+    add_setting_flags(p, "stereo")
+    add_setting_flags(p, "pointcloud")
     add_setting_flags(p, "model")
     add_config_flags(p, preset="convert")
     p.set_defaults(run=run)
@@ -103,12 +108,13 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
     from livedepth.backends.system import available_cores
 
     jobs_flag = _jobs(args.jobs)
+    if settings.convert.ply is not None:
+        raise LivedepthError("--ply takes one input video and an output video file")
     if args.output.suffix.lower() in VIDEO_OUTPUTS or args.output.is_file():
         raise LivedepthError(f"with several inputs, a folder or a glob, OUT must be a folder, got {args.output}")
     if args.report is not None:
         check_writable(args.report)
     jobs, skipped = batch.plan(args.inputs, args.output, settings.convert.raw, settings.convert.overwrite)
-    args.output.mkdir(parents=True, exist_ok=True)
     workers = jobs_flag
     calibration = calibration_frames(settings, jobs[0].source) if jobs else None
     if args.ray is not None:
@@ -117,13 +123,15 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
 
         weights = resolve_weights(settings, args.weights)
         settings = replace(settings, model=replace(settings.model, threads=settings.model.threads or 1))
-        pool = RayPool(settings, weights, None if args.ray == "auto" else args.ray, transfer=args.ray_transfer,
-                       calibration=calibration)
+        pool = RayPool(settings, weights, args.ray or None, transfer=args.ray_transfer, calibration=calibration)
+        if jobs:
+            pool.connect()  # before anything is written: a cluster that cannot be used is one line
     else:
         if workers is None and jobs:
             workers, threads = batch.choose_jobs(settings, args.weights, available_cores(), ignore_interrupts)
             settings = replace(settings, model=replace(settings.model, threads=threads))
         pool = batch.LocalPool(settings, args.weights, workers or 1, calibration, ignore_interrupts)
+    args.output.mkdir(parents=True, exist_ok=True)
     total = batch.total_frames(jobs)
     with tqdm(total=total, unit="frame", desc="convert", disable=not progress, dynamic_ncols=True) as bar:
         done = [len(skipped)]
@@ -144,6 +152,11 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
                                  "peak_rss_mb": pool.peak_rss_mb})
     if not quiet:
         say(batch.summary_table(results))
-    if interrupts.exit_code is not None:
-        return interrupts.exit_code
-    return 0 if batch.batch_ok(results) else EXIT_USAGE
+    code = interrupts.exit_code if interrupts.exit_code is not None else 0 if batch.batch_ok(results) else EXIT_USAGE
+    if getattr(pool, "head_lost", False):
+        # Ray's teardown at exit ends a process whose cluster head is gone with code 1 (or a crash);
+        # every output is closed and the summary is out, so the process ends here with its own code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

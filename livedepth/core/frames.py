@@ -25,3 +25,4 @@ class Rendered:
     depth: np.ndarray  # float32 HxW inverse relative depth
     image: np.ndarray  # BGR uint8, the colorizer's layout
     near: np.ndarray | None = None  # uint8 HxW normalised depth the colours came from, 255 nearest (live runs)
+    unit: np.ndarray | None = None  # float32 HxW normalised depth n (1 nearest), when a later stage needs it

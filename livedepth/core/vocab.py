@@ -13,10 +13,14 @@ BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
 #: Torch devices ``--device`` accepts.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: How colorized depth is arranged with the input frame.
-LAYOUTS = ("depth", "side", "overlay", "blur")
+#: The 3D layouts, composed from the stereo views (livedepth.render.stereo).
+STEREO_LAYOUTS = ("sbs", "half-sbs", "tab", "half-tab", "anaglyph", "rgbd")
+ANAGLYPH_MODES = ("dubois", "color", "gray")
+LAYOUTS = ("depth", "side", "overlay", "blur", *STEREO_LAYOUTS)
 #: How depth maps to grey levels: per frame, carried over from frame to frame, or fixed bounds.
 NORMALIZE_MODES = ("frame", "stable", "fixed")
 #: x264 speed/size presets, fastest first.
+AUDIO_CHOICES = ("all", "first", "none")  # --audio: every audio stream, the first, or none
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 #: The frame rate assumed where a camera, file, stream or configuration does not give one.

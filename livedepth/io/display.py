@@ -16,6 +16,7 @@ import numpy as np
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import write_atomically
 from livedepth.core.frames import Rendered
+from livedepth.io.pointcloud import Camera
 from livedepth.io.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ NO_DISPLAY_HINT = "use --no-display, --record OUT.mp4 or --serve PORT"
 #: Opens and closes a window in a child process: Qt aborts the whole process when it cannot
 #: reach the display, so the real process must never be the first to try.
 _PROBE = "import cv2; cv2.namedWindow('livedepth-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
-KEYS = {ord("q"): "quit", 27: "quit", ord("c"): "colormap", ord("l"): "layout", ord("s"): "snapshot"}
+KEYS = {ord("q"): "quit", 27: "quit", ord("c"): "colormap", ord("l"): "layout", ord("s"): "snapshot",
+        ord("p"): "cloud"}
 
 
 def gui_backend() -> str:
@@ -69,7 +71,8 @@ class DisplaySink(Sink):
 
     Keys: q, Esc or closing the window call ``on_quit``; c and l switch the ``colorizer``'s
     colormap and layout; s saves the current frame (without the overlay) as a PNG in
-    ``snapshot_dir``. ``status`` gives the overlay's text.
+    ``snapshot_dir``, p its point cloud as a PLY (through ``camera``). ``status`` gives the
+    overlay's text.
     """
 
     poll_interval = 0.01  # keeps the window responsive between frames
@@ -81,12 +84,14 @@ class DisplaySink(Sink):
         status: Callable[[], str] = str,
         snapshot_dir: str | Path = ".",
         title: str = WINDOW,
+        camera: Camera = Camera(),
     ) -> None:
         self.colorizer = colorizer
         self.on_quit = on_quit
         self.status = status
         self.title = title
         self.snapshot_dir = Path(snapshot_dir)
+        self.camera = camera
         self.snapshots: list[Path] = []
         self._last: Rendered | None = None
         self._opened = False
@@ -113,18 +118,25 @@ class DisplaySink(Sink):
             log.info("layout: %s", self.colorizer.cycle_layout())
         elif action == "snapshot":
             self.snapshot()
+        elif action == "cloud":
+            self.save_cloud()
 
     def snapshot(self) -> Path | None:
         """Save the last shown frame as ``livedepth-<time>-<frame index>.png``."""
+        return self._save("png", _png)
+
+    def save_cloud(self) -> Path | None:
+        """Save the point cloud of the last shown frame as ``livedepth-<time>-<frame index>.ply``
+        (its depth normalised as its colours were)."""
+        return self._save("ply", lambda r: self.camera.ply(r.frame.image, self.colorizer.unit_depth(r.depth)))
+
+    def _save(self, suffix: str, encode: Callable[[Rendered], bytes]) -> Path | None:
         if self._last is None:
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.snapshot_dir / f"livedepth-{stamp}-{self._last.frame.index:06d}.png"
-        ok, png = cv2.imencode(".png", self._last.image)
+        path = self.snapshot_dir / f"livedepth-{stamp}-{self._last.frame.index:06d}.{suffix}"
         try:
-            if not ok:
-                raise OSError("PNG encoding failed")
-            write_atomically(path, png.tobytes())
+            write_atomically(path, encode(self._last))
         except (OSError, LivedepthError) as exc:
             log.warning("could not write snapshot %s: %s", path, exc)
             return None
@@ -137,3 +149,10 @@ class DisplaySink(Sink):
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)
             self._opened = False
+
+
+def _png(rendered: Rendered) -> bytes:
+    ok, png = cv2.imencode(".png", rendered.image)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return png.tobytes()

@@ -2,9 +2,10 @@
 
 A source is a camera (a V4L2 index through OpenCV, or a Raspberry Pi Camera Module through
 picamera2: :mod:`livedepth.io.picamera`), a video file, or an ``http(s)://`` / ``rtsp://`` URL
-read by OpenCV's FFmpeg backend. Cameras and streams are paced by the device. Files are either
-paced at their native frame rate (``realtime=True``, so they behave like a camera) or decoded on
-demand, one frame ahead of inference, so the capture side never spins.
+read by OpenCV's FFmpeg backend. Cameras and streams are paced by the device. Files are decoded
+with PyAV like every other video path (upright, as a player shows them), and either paced at
+their native frame rate (``realtime=True``, so they behave like a camera) or decoded on demand,
+one frame ahead of inference, so the capture side never spins.
 """
 
 from __future__ import annotations
@@ -92,16 +93,14 @@ class FileSource(Source):
     """A video file: decoded on demand, or paced at its native (float) frame rate with ``realtime``."""
 
     def __init__(self, path: str | Path, realtime: bool = False) -> None:
+        from livedepth.io.video import probe, read_frames
+
         path = Path(path)
         self.name = str(path)
-        if not path.is_file():
-            raise LivedepthError(f"input not found: {path}")
-        self._cap = _quiet_capture(lambda: cv2.VideoCapture(str(path), cv2.CAP_FFMPEG))
-        if not self._cap.isOpened():
-            self._cap.release()
-            raise LivedepthError(f"cannot read video: {path} (not a format FFmpeg can decode)")
+        fps = probe(path).fps  # one-line errors for a missing file or one that holds no video
+        self._frames = read_frames(path)
         self.paced = realtime
-        self._fps = _capture_fps(self._cap)
+        self._fps = fps if 0.0 < fps < 1000.0 else 0.0
         if realtime and not self._fps:
             log.warning("%s has no frame rate; pacing it at %g fps", path, DEFAULT_FPS)
             self._fps = DEFAULT_FPS
@@ -113,8 +112,8 @@ class FileSource(Source):
         return self._fps
 
     def read(self, stop: threading.Event) -> np.ndarray | None:
-        ok, image = self._cap.read()
-        if not ok or image is None:
+        frame = next(self._frames, None)
+        if frame is None:
             return None
         if self.paced:
             now = time.monotonic()
@@ -124,10 +123,10 @@ class FileSource(Source):
             if due > now:
                 stop.wait(due - now)
             self._count += 1
-        return image
+        return frame.image
 
     def release(self) -> None:
-        self._cap.release()
+        self._frames.close()
 
 
 class StreamSource(Source):

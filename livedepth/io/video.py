@@ -1,11 +1,14 @@
-"""Video files with PyAV: probing, generator readers and an H.264 mp4 writer that keeps timestamps."""
+"""Video files with PyAV: probing, generator readers and an H.264 mp4 writer that keeps timestamps.
+
+Readers give the upright picture a player shows (see :mod:`livedepth.io.orientation`); the writer
+copies the input's audio and subtitle streams (see :mod:`livedepth.io.passthrough`).
+"""
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +19,8 @@ import numpy as np
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame
 from livedepth.core.vocab import DEFAULT_FPS, muxer
+from livedepth.io.orientation import Orientation, Upright, orientation_of
+from livedepth.io.passthrough import KeptStreams
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +30,13 @@ log = logging.getLogger(__name__)
 #: list: a video that does not start at pts 0, and audio encoder delay (AAC priming), keep their
 #: timestamps.
 FRAGMENTED_MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof"
-#: Named layouts for audio that only says how many channels it has.
-_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+#: Packets :func:`probe` decodes at most to find the first frame (and its display matrix).
+_PROBE_PACKETS = 64
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video file holds, as read from its container."""
+    """What a video file holds, as read from its container; the size is the upright picture's."""
 
     width: int
     height: int
@@ -41,6 +46,7 @@ class VideoInfo:
     duration: float | None  # seconds, None when unknown
     codec: str
     audio_codec: str | None  # the first audio stream's codec, None without audio
+    orientation: Orientation = Orientation()  # how a player turns the stored picture upright
 
     @property
     def rate(self) -> Fraction:
@@ -99,16 +105,31 @@ def _info(container: av.container.InputContainer, stream: av.VideoStream) -> Vid
     elif container.duration is not None:
         duration = container.duration / av.time_base
     audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    orientation = _first_orientation(container, stream)
+    width, height = orientation.size(stream.codec_context.width, stream.codec_context.height)
     return VideoInfo(
-        width=stream.codec_context.width,
-        height=stream.codec_context.height,
+        width=width,
+        height=height,
         fps=float(rate) if rate else 0.0,
         time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000),
         frame_count=stream.frames or None,
         duration=duration,
         codec=stream.codec_context.name,
         audio_codec=audio,
+        orientation=orientation,
     )
+
+
+def _first_orientation(container: av.container.InputContainer, stream: av.VideoStream) -> Orientation:
+    """The orientation the first decodable frame carries (see :func:`orientation_of`)."""
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            frames = stream.decode(packet)
+            if frames or count >= _PROBE_PACKETS:
+                return orientation_of(frames[0] if frames else None, stream)
+    except (av.FFmpegError, EOFError):
+        pass
+    return orientation_of(None, stream)
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -118,9 +139,9 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def demux(
-    path: str | Path, audio: bool = True, report: DecodeReport | None = None
+    path: str | Path, keep: Sequence[int] = (), report: DecodeReport | None = None
 ) -> Iterator[Frame | av.Packet]:
-    """Yield decoded video frames and, with ``audio``, the first audio stream's packets, in file order.
+    """Yield decoded upright video frames and the packets of the streams numbered ``keep``, in file order.
 
     Packets the decoder rejects are counted in ``report.failed_packets`` and skipped; a read
     error (damaged data) flushes the decoder, stops, and sets ``report.read_error``. Frames without a pts, or with
@@ -131,10 +152,8 @@ def demux(
         video = _video_stream(container, path)
         video.thread_type = "AUTO"
         report.expected = video.frames or None
-        streams = [video]
-        audio_stream = container.streams.audio[0] if audio and container.streams.audio else None
-        if audio_stream is not None:
-            streams.append(audio_stream)
+        streams = [video, *(s for s in container.streams if s.index in keep and s is not video)]
+        upright = Upright(video, path)
         last_pts: int | None = None
         fixed = False
         packets = container.demux(*streams)
@@ -163,16 +182,17 @@ def demux(
                         log.warning("%s: missing or non-increasing frame timestamps; numbering them", path)
                         fixed = True
                 last_pts = pts
-                yield Frame(frame.to_ndarray(format="bgr24"), report.decoded, time.monotonic(), pts)
+                yield Frame(upright(frame), report.decoded, time.monotonic(), pts)
                 report.decoded += 1
             if report.read_error is not None:
                 break
 
 
 def sample_frames(path: str | Path, count: int = 8) -> list[np.ndarray]:
-    """Up to ``count`` BGR frames spread evenly over a video (by seeking; int8 calibration)."""
+    """Up to ``count`` upright BGR frames spread evenly over a video (by seeking; int8 calibration)."""
     with open_input(path) as container:
         stream = _video_stream(container, path)
+        upright = Upright(stream, path)
         duration = stream.duration or (container.duration and container.duration / av.time_base / stream.time_base)
         frames: list[np.ndarray] = []
         for i in range(count):
@@ -180,24 +200,13 @@ def sample_frames(path: str | Path, count: int = 8) -> list[np.ndarray]:
             container.seek(target, stream=stream)  # to the keyframe before, then decode up to the target
             frame = next((f for f in container.decode(stream) if f.pts is None or f.pts >= target), None)
             if frame is not None:
-                frames.append(frame.to_ndarray(format="bgr24"))
+                frames.append(upright(frame))
     return frames
 
 
 def read_frames(path: str | Path) -> Iterator[Frame]:
-    """Yield every decodable video frame of ``path`` (BGR uint8) with its pts."""
-    yield from demux(path, audio=False)  # type: ignore[misc]
-
-
-def can_carry(stream: av.AudioStream, fmt: str = "mp4") -> bool:
-    """Whether the ``fmt`` muxer accepts ``stream``'s codec as a stream copy."""
-    try:
-        with av.open(io.BytesIO(), "w", format=fmt) as probe_out:
-            probe_out.add_stream_from_template(stream)
-            probe_out.start_encoding()
-        return True
-    except (av.FFmpegError, ValueError):
-        return False
+    """Yield every decodable video frame of ``path`` (upright BGR uint8) with its pts."""
+    yield from demux(path)  # type: ignore[misc]
 
 
 #: VideoWriter's BGR -> yuv420p conversion: BT.709 matrix, limited (16-235) range, rounded (not
@@ -219,9 +228,10 @@ class VideoWriter:
     The mp4 is fragmented by default (a fragment per keyframe, about one per second, flushed
     at once) so a killed process leaves a playable file. B-frames are off, so every frame's
     pts is written as given and reads back unchanged. Odd sizes are padded by one pixel of
-    black on the right/bottom, because yuv420p needs even sizes. ``audio_template`` is an input
-    audio stream: its packets, passed to :meth:`mux_audio`, are copied unchanged, or re-encoded
-    to AAC when the container cannot carry the codec. Colours are converted as BT.709 limited
+    black on the right/bottom, because yuv420p needs even sizes. ``streams`` are input audio and
+    subtitle streams (:func:`~livedepth.io.passthrough.kept_streams`): their packets, passed to
+    :meth:`mux_packet`, are copied unchanged, or re-encoded when the container cannot carry the
+    codec (:class:`~livedepth.io.passthrough.KeptStreams`). Colours are converted as BT.709 limited
     range (:data:`_TO_YUV`) and the stream is tagged so, with BT.709 (sRGB's) primaries and transfer.
     """
 
@@ -237,7 +247,7 @@ class VideoWriter:
         crf: int = 20,
         preset: str = "veryfast",
         fragmented: bool = True,
-        audio_template: av.AudioStream | None = None,
+        streams: Sequence[av.stream.Stream] = (),
         format: str | None = None,
     ) -> None:
         self.path = Path(path)
@@ -245,15 +255,19 @@ class VideoWriter:
         self.frames_written = 0
         self._closed = False
         self._last_pts: int | None = None
-        self._resampler: av.AudioResampler | None = None
         self._pad = (width % 2, height % 2)
         if any(self._pad):
             log.info("padding %dx%d to %dx%d with black (yuv420p needs even sizes)",
                      width, height, width + self._pad[0], height + self._pad[1])
-        time_base = Fraction(time_base)
+        time_base = self._time_base = Fraction(time_base)
         rate = Fraction(rate).limit_denominator(1_000_000) if rate else Fraction(DEFAULT_FPS)
         fmt = format or muxer(self.path)
         options: dict[str, str] = {}
+        if fmt in ("mp4", "mov") and fragmented and any(stream.type == "subtitle" for stream in streams):
+            # FFmpeg's mp4 muxer aborts the process when a fragment ends inside a subtitle.
+            log.info("the output is written unfragmented because it carries subtitles (a killed run leaves "
+                     "no playable file; a stopped one does)")
+            fragmented = False
         if fmt in ("mp4", "mov"):
             options["avoid_negative_ts"] = "disabled"  # keep pts as given (an edit list handles offsets)
             if fragmented:
@@ -280,34 +294,10 @@ class VideoWriter:
             self._video.codec_context.color_trc = av.video.reformatter.ColorTrc.BT709
             if codec == "libx264":
                 self._video.options = {"crf": str(crf), "preset": preset, "bf": "0"}
-            self._audio, self._audio_decoder = self._add_audio(audio_template, fmt)
+            self._kept = KeptStreams(self._container, streams, fmt)
         except BaseException:
             self._container.close()
             raise
-
-    def _add_audio(self, template: av.AudioStream | None, fmt: str):
-        if template is None:
-            return None, None
-        if can_carry(template, fmt):
-            return self._container.add_stream_from_template(template), None
-        ctx = template.codec_context
-        log.warning("%s cannot carry %s audio; re-encoding it to AAC", fmt, ctx.name)
-        decoder = av.CodecContext.create(ctx.name, "r")
-        decoder.extradata = ctx.extradata
-        decoder.sample_rate, decoder.layout, decoder.format = ctx.sample_rate, ctx.layout, ctx.format
-        layout = ctx.layout
-        if layout.name.endswith("channels"):  # no channel order: AAC wants a named layout
-            layout = _DEFAULT_LAYOUTS.get(layout.nb_channels, "stereo")
-        stream = self._container.add_stream("aac", rate=ctx.sample_rate)
-        stream.layout = layout
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=ctx.sample_rate)
-        return stream, decoder
-
-    def _encode_audio(self, frames: list) -> None:
-        for frame in frames:
-            for resampled in self._resampler.resample(frame):
-                resampled.pts = None
-                self._container.mux(self._audio.encode(resampled))
 
     def write(self, image_bgr: np.ndarray, pts: int) -> None:
         """Encode one BGR uint8 frame at ``pts`` (``time_base`` units, strictly increasing)."""
@@ -321,20 +311,14 @@ class VideoWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
         frame = frame.reformat(**_TO_YUV)
         frame.pts = pts
-        frame.time_base = self._video.time_base
+        frame.time_base = self._time_base  # the caller's: a muxer may change the stream's (Matroska: 1 ms)
         self._container.mux(self._video.encode(frame))
         self._last_pts = pts
         self.frames_written += 1
 
-    def mux_audio(self, packet: av.Packet) -> None:
-        """Copy one packet of the template's audio stream (or re-encode it to AAC)."""
-        if self._audio is None:
-            return
-        if self._audio_decoder is None:
-            packet.stream = self._audio
-            self._container.mux(packet)
-            return
-        self._encode_audio(self._audio_decoder.decode(packet))
+    def mux_packet(self, packet: av.Packet) -> None:
+        """Copy (or re-encode) one packet of an input stream given as ``streams``."""
+        self._kept.mux(packet)
 
     def close(self) -> None:
         """Flush the encoders and close the file (safe to call twice)."""
@@ -343,9 +327,7 @@ class VideoWriter:
         self._closed = True
         try:
             self._container.mux(self._video.encode(None))
-            if self._audio_decoder is not None:
-                self._encode_audio([*self._audio_decoder.decode(None), None])
-                self._container.mux(self._audio.encode(None))
+            self._kept.flush()
         finally:
             self._container.close()
 

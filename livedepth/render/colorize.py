@@ -1,4 +1,5 @@
-"""The one place where depth becomes pixels: normalisation, colormaps and layouts.
+"""The one place where depth becomes pixels: normalisation, colormaps and layouts (the 3D ones
+through :mod:`livedepth.render.stereo`, from the same normalised depth).
 
 Normalisation turns float depth into uint8 grey levels. ``frame`` uses each frame's
 robust percentiles; ``fixed`` uses bounds the user gives; ``stable`` (for video) carries the
@@ -17,8 +18,9 @@ import cv2
 import numpy as np
 
 from livedepth.core.errors import LivedepthError
-from livedepth.core.vocab import LAYOUTS, NORMALIZE_MODES
+from livedepth.core.vocab import LAYOUTS, NORMALIZE_MODES, STEREO_LAYOUTS
 from livedepth.render.alignment import SceneCutDetector
+from livedepth.render.stereo import Stereo
 
 DEFAULT_COLORMAP = "inferno"
 
@@ -60,6 +62,15 @@ def scale_to_uint8(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
         return np.zeros(depth.shape, np.uint8)
     scaled = (depth.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / span)
     return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+
+
+def scale_to_unit(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Float32 linear map of ``lo``..``hi`` to 0..1, clipped; NaN stays NaN; a flat range maps to 0."""
+    span = hi - lo
+    if not np.isfinite(span) or span <= 1e-12:
+        return np.where(np.isnan(depth), np.float32(np.nan), np.float32(0.0))
+    scaled = (depth.astype(np.float32) - np.float32(lo)) * np.float32(1.0 / span)
+    return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 
 def colormap_lut(colormap: str) -> np.ndarray:
@@ -125,8 +136,11 @@ def compose(
     """Arrange the colorized depth with the input frame: ``depth``, ``side``, ``overlay`` or ``blur``.
 
     ``blur`` needs the float ``depth`` and returns the input frame with its background blurred.
+    The 3D layouts are :class:`Colorizer`'s (they need the normalised depth).
     """
     check_layout(layout)
+    if layout in STEREO_LAYOUTS:
+        raise ValueError(f"the {layout} layout is composed from the normalised depth: use Colorizer.render")
     if layout == "depth" or frame_bgr is None:
         return depth_bgr
     if frame_bgr.shape[:2] != depth_bgr.shape[:2]:
@@ -293,7 +307,8 @@ class Colorizer:
     ``normalize`` is ``frame`` (robust percentiles of each frame), ``stable`` (bounds
     carried over from frame to frame, for video; see :class:`StableNormalizer`) or ``fixed``
     (``value_range``). ``invert`` flips the colormap so that far is bright. The ``blur``
-    layout blurs the part of the input frame farther than ``blur_percentile``.
+    layout blurs the part of the input frame farther than ``blur_percentile``. ``stereo`` (a
+    :class:`~livedepth.render.stereo.Stereo`) renders the 3D layouts from the same normalised depth.
     """
 
     def __init__(
@@ -307,6 +322,7 @@ class Colorizer:
         percentiles: tuple[float, float] = (2.0, 98.0),
         smoothing: float = 0.02,
         blur_percentile: float = 50.0,
+        stereo: Stereo | None = None,
     ) -> None:
         self.normalizer = make_normalizer(normalize, value_range, percentiles, smoothing)
         self.colormap = check_colormap(colormap)
@@ -314,27 +330,46 @@ class Colorizer:
         self.alpha = alpha
         self.invert = invert
         self.blur_percentile = blur_percentile
+        self.stereo = stereo or Stereo()
+        #: The normalisation bounds of the last rendered depth.
+        self.bounds: tuple[float, float] = (0.0, 0.0)
 
     def reset(self) -> None:
         """Forget temporal state (call at a scene cut or a new video)."""
         self.normalizer.reset()
 
     def near_gray(self, depth: np.ndarray) -> np.ndarray:
-        """Depth -> uint8 HxW normalised depth, 255 nearest whatever ``invert`` says (one normaliser step)."""
-        return scale_to_uint8(depth, *self.normalizer.bounds(depth))
+        """Depth -> uint8 HxW normalised depth, 255 nearest whatever ``invert`` says (one normaliser
+        step; its bounds are kept for :meth:`unit_depth`)."""
+        self.bounds = self.normalizer.bounds(depth)
+        return scale_to_uint8(depth, *self.bounds)
 
     def normalize(self, depth: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
         """Depth -> uint8 HxW (grey 255 is near, or far with ``invert``); ``near``: its :meth:`near_gray`, if known."""
         gray = self.near_gray(depth) if near is None else near
         return 255 - gray if self.invert else gray
 
+    def unit_depth(self, depth: np.ndarray, fresh: bool = False) -> np.ndarray:
+        """The normalised depth ``n`` (float32 in [0, 1], 1 nearest, NaN where ``depth`` is), not
+        quantised: with the bounds of the depth last rendered (not normalised a second time), or,
+        with ``fresh``, normalising ``depth`` itself (updating the normaliser, as ``render`` does)."""
+        if fresh:
+            self.bounds = self.normalizer.bounds(depth)
+        return scale_to_unit(depth, *self.bounds)
+
     def render(self, depth: np.ndarray, frame_bgr: np.ndarray | None = None,
                near: np.ndarray | None = None) -> np.ndarray:
-        """The BGR image for ``depth`` (and its input frame, for side, overlay and blur).
+        """The BGR image for ``depth`` (and its input frame, for side, overlay, blur and the 3D
+        layouts; without a frame, the 3D layouts show the colorized depth in 3D).
 
         ``near`` is this frame's :meth:`near_gray` when the caller has computed it already.
         """
-        depth_bgr = apply_colormap(self.normalize(depth, near), self.colormap)
+        near = self.near_gray(depth) if near is None else near
+        depth_bgr = None
+        if frame_bgr is None or self.layout not in STEREO_LAYOUTS:
+            depth_bgr = apply_colormap(255 - near if self.invert else near, self.colormap)
+        if self.layout in STEREO_LAYOUTS:
+            return self.stereo.compose(self.layout, depth_bgr if frame_bgr is None else frame_bgr, near)
         return compose(frame_bgr, depth_bgr, self.layout, self.alpha, depth, self.blur_percentile)
 
     def cycle_colormap(self, choices: tuple[str, ...] = ("inferno", "magma", "turbo", "viridis", "gray")) -> str:

@@ -1,9 +1,9 @@
 """Video -> depth video: decode and inference threads and an encode stage joined by bounded channels.
 
 No frame is dropped: each channel holds a few items and a full one makes its producer wait,
-so memory stays bounded whatever the video's length. Audio packets travel through the same
-channels in file order and are muxed by the encode stage. Every stage ends its channel in
-``finally``; an error or a stop request in any stage stops the others.
+so memory stays bounded whatever the video's length. Audio and subtitle packets travel through
+the same channels in file order and are muxed by the encode stage. Every stage ends its channel
+in ``finally``; an error or a stop request in any stage stops the others.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from livedepth.core.frames import Frame, Rendered
 from livedepth.core.predictor import Predict
 from livedepth.core.stages import Channel, Stages
 from livedepth.core.vocab import muxer
+from livedepth.io.passthrough import kept_streams
+from livedepth.io.pointcloud import Camera
 from livedepth.io.rawdepth import RawDepthWriter
 from livedepth.io.video import DecodeReport, VideoInfo, VideoWriter, demux, open_input
 
@@ -73,10 +75,13 @@ class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
     ``predict`` maps a BGR frame to float32 depth (a ``Predictor``'s ``predict``); ``temporal`` (a
-    :class:`~livedepth.render.temporal.TemporalFilter`) filters it before colours and ``raw``. Decoding and
+    :class:`~livedepth.render.temporal.TemporalFilter`) filters it before colours and ``raw``. With
+    ``ply`` (a folder), every ``ply_every``-th frame's point cloud is saved there through
+    ``camera`` as ``<frame index>.ply``. Decoding and
     inference run in their own threads; encoding runs on the thread that calls :meth:`run`,
     which calls ``on_frame()`` after each encoded frame (for a progress bar). The output is
-    written as :func:`partial_path` and renamed when complete, or when stopped.
+    written as :func:`partial_path` and renamed when complete, or when stopped. ``audio`` (all,
+    first or none) picks the audio streams kept; subtitle streams are kept too.
 
     ``stop()`` (any thread) ends decoding, finishes the frames in flight and keeps them;
     ``abort()`` ends at once, keeping what is already encoded. Either way the output plays.
@@ -93,7 +98,7 @@ class Converter:
         predict: Predict,
         colorizer,
         *,
-        audio: bool = True,
+        audio: str = "all",
         raw: Path | None = None,
         crf: int = 20,
         preset: str = "veryfast",
@@ -103,6 +108,9 @@ class Converter:
         keep_stopped: bool = True,
         temporal=None,
         queue_size: int = QUEUE_SIZE,
+        ply: Path | None = None,
+        ply_every: int = 1,
+        camera: Camera | None = None,
     ) -> None:
         self.source, self.output, self.info = source, output, info
         self.predict, self.colorizer = predict, colorizer
@@ -110,10 +118,12 @@ class Converter:
         self.crf, self.preset, self.fragmented = crf, preset, fragmented
         self.keep_damaged, self.on_frame, self.keep_stopped = keep_damaged, on_frame, keep_stopped
         self.temporal = temporal
+        self.ply, self.ply_every, self.camera = ply, ply_every, camera or Camera()
         self.stages = Stages("conversion")
         self.report = DecodeReport()
         self.times = StageTimes()
         self.pts_span: tuple[int, int] | None = None  # first and last encoded pts
+        self._kept: list[int] = []  # the input streams copied besides the video (set with the writers)
         self._decoded: Channel[Frame | av.Packet] = Channel(queue_size)
         self._rendered: Channel[Rendered | av.Packet] = Channel(queue_size)
 
@@ -133,7 +143,7 @@ class Converter:
     # --- stages ------------------------------------------------------------------------------
 
     def _decode(self) -> None:
-        items = demux(self.source, audio=self.audio, report=self.report)
+        items = demux(self.source, self._kept, report=self.report)
         try:
             while not self.stages.stopping:
                 t0 = time.perf_counter()
@@ -153,12 +163,17 @@ class Converter:
                 if self.temporal is not None:
                     depth = self.temporal.update(depth, item.image)
                 t2 = time.perf_counter()
-                item = Rendered(item, depth, self.colorizer.render(depth, item.image))
+                image = self.colorizer.render(depth, item.image)
+                unit = self.colorizer.unit_depth(depth) if self._wants_cloud(item) else None
+                item = Rendered(item, depth, image, unit=unit)
                 self.times.infer += t1 - t0
                 self.times.filter += t2 - t1
                 self.times.render += time.perf_counter() - t2
             if not self._rendered.put(item):
                 return
+
+    def _wants_cloud(self, frame: Frame) -> bool:
+        return self.ply is not None and frame.index % self.ply_every == 0
 
     def _end_infer(self) -> None:
         self._decoded.leave()
@@ -174,24 +189,27 @@ class Converter:
                 self.pts_span = (pts if self.pts_span is None else self.pts_span[0], pts)
                 if raw is not None:
                     raw.write(item.depth, pts)
+                if item.unit is not None:
+                    self.camera.save(self.ply / f"{item.frame.index:06d}.ply", item.frame.image, item.unit)
                 if self.on_frame is not None:
                     self.on_frame()
             else:
-                writer.mux_audio(item)
+                writer.mux_packet(item)
             self.times.encode += time.perf_counter() - t0
 
     # --- running -----------------------------------------------------------------------------
 
     def _open_writers(self) -> tuple[VideoWriter, RawDepthWriter | None]:
         width, height = output_size(self.info, self.colorizer)
-        template = None
-        source = open_input(self.source)  # the audio template's parameters are copied at once
+        if self.ply is not None:
+            self.ply.mkdir(exist_ok=True)
+        source = open_input(self.source)  # the kept streams' parameters are copied at once
         try:
-            if self.audio and source.streams.audio:
-                template = source.streams.audio[0]
+            templates = kept_streams(source, self.audio)
+            self._kept = [stream.index for stream in templates]
             writer = VideoWriter(partial_path(self.output), width, height, self.info.time_base, self.info.rate,
                                  crf=self.crf, preset=self.preset, fragmented=self.fragmented,
-                                 audio_template=template, format=muxer(self.output))
+                                 streams=templates, format=muxer(self.output))
         finally:
             source.close()
         raw = None

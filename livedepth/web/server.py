@@ -311,7 +311,7 @@ class WebServer:
         return self.urls()[0]
 
     def urls(self) -> list[str]:
-        """Every address the page is served at (see :func:`~livedepth.addresses.reachable_hosts`),
+        """Every address the page is served at (see :func:`~livedepth.web.addresses.reachable_hosts`),
         loopback first, with the token if there is one."""
         host = self.options.host
         dual_stack = host == "::" and not self.httpd.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)

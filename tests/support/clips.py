@@ -158,3 +158,119 @@ def make_library(root: Path) -> Path:
     (root / "broken.mp4").write_bytes((root / "ntsc.mp4").read_bytes()[:2500])
     (root / "notes.txt").write_text("not a video")
     return root
+
+
+def stored_picture(upright: np.ndarray, counter_clockwise: int, mirror: bool) -> np.ndarray:
+    """The picture to store so that a player showing it turned ``counter_clockwise`` degrees, then
+    mirrored left to right (FFmpeg's display matrix, as PyAV's ``set_display_rotation`` sets
+    it), shows ``upright``."""
+    return np.ascontiguousarray(np.rot90(np.fliplr(upright) if mirror else upright, k=-counter_clockwise // 90))
+
+
+def make_oriented_clip(path: Path, upright: list[np.ndarray], counter_clockwise: int = 0, mirror: bool = False,
+                       *, matrix: bool = True, rotate_tag: str | None = None) -> Path:
+    """A clip whose frames a player shows as ``upright`` (BGR): the pictures are stored turned
+    back, with a display matrix (``matrix``) and/or a legacy ``rotate`` tag saying how to show them.
+
+    ``.mkv`` is FFV1 in BGR, ``.mp4`` is lossless H.264 4:4:4 (a phone's codec): either way
+    the decoded pictures are exact, so two clips of the same pictures decode to the same frames.
+    """
+    mkv = path.suffix == ".mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("ffv1" if mkv else "libx264", rate=25)
+        height, width = stored_picture(upright[0], counter_clockwise, mirror).shape[:2]
+        video.width, video.height, video.pix_fmt = width, height, "bgr0" if mkv else "yuv444p"
+        if not mkv:
+            video.options = {"qp": "0"}
+        if matrix:
+            video.set_display_rotation(counter_clockwise, hflip=mirror)
+        if rotate_tag is not None:
+            video.metadata["rotate"] = rotate_tag
+        for i, image in enumerate(upright):
+            frame = av.VideoFrame.from_ndarray(stored_picture(image, counter_clockwise, mirror), format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def corner_pattern(width: int, height: int, i: int = 0) -> np.ndarray:
+    """A BGR picture that is bright in its top-left quadrant only (plus a faint per-frame shade)."""
+    image = np.full((height, width, 3), 20 + 3 * i, np.uint8)
+    image[: height // 2, : width // 2] = 235
+    return image
+
+
+def quadrant_means(image: np.ndarray) -> list[float]:
+    """Mean brightness of the top-left, top-right, bottom-left and bottom-right quadrants."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    return [float(image[rows, cols].mean()) for rows in (slice(0, h), slice(h, 2 * h))
+            for cols in (slice(0, w), slice(w, 2 * w))]
+
+
+#: A minimal ASS header: what text subtitle encoders start from.
+_ASS_HEADER = (b"[Script Info]\r\nScriptType: v4.00+\r\nPlayResX: 384\r\nPlayResY: 288\r\n\r\n[V4+ Styles]\r\n"
+               b"Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
+               b"Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, "
+               b"Alignment, MarginL, MarginR, MarginV, Encoding\r\nStyle: Default,Arial,16,&Hffffff,&Hffffff,&H0,"
+               b"&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0\r\n\r\n[Events]\r\nFormat: Layer, Start, End, Style, "
+               b"Name, MarginL, MarginR, MarginV, Effect, Text\r\n")
+#: (start, end) in ms and text of the subtitles :func:`make_film` writes.
+SUBTITLES = [(80, 380, "Hello"), (480, 780, "World, again")]
+
+
+def make_film(path: Path, audio: list[tuple[str, str, str]], subtitles: list[tuple[str, str, str]],
+              frames: int = 25) -> None:
+    """A 25 fps H.264 clip with audio tracks and subtitle tracks, each ``(codec, language, title)``.
+
+    Text subtitle codecs get :data:`SUBTITLES`; a bitmap one (dvb_subtitle) gets opaque packets.
+    """
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sounds, texts = [], []
+        for codec, language, title in audio:
+            sound = out.add_stream(codec, rate=48000)
+            sound.layout = "stereo"
+            sounds.append(sound)
+        for codec, language, title in subtitles:
+            text = out.add_stream(codec)
+            text.time_base = text.codec_context.time_base = Fraction(1, 1000)
+            if codec != "dvb_subtitle":
+                text.codec_context.subtitle_header = _ASS_HEADER
+            texts.append(text)
+        for stream, (_, language, title) in zip(sounds + texts, audio + subtitles, strict=True):
+            stream.metadata.update(language=language, title=title)
+        samples = [0] * len(sounds)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_image(i, 64, 48), format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+            for k, sound in enumerate(sounds):
+                while samples[k] < (i + 1) * 48000 // 25:
+                    size = sound.codec_context.frame_size or 1024
+                    data = np.random.default_rng(samples[k]).uniform(-0.1, 0.1, (2, size)).astype(np.float32)
+                    chunk = av.AudioFrame.from_ndarray(data, format="fltp", layout="stereo")
+                    chunk.sample_rate, chunk.pts = 48000, samples[k]
+                    for converted in av.AudioResampler(sound.format, "stereo", 48000).resample(chunk):  # e.g. u8
+                        out.mux(sound.encode(converted))
+                    samples[k] += size
+            for start, end, words in SUBTITLES:
+                if i * 40 <= start < (i + 1) * 40:
+                    for text in texts:
+                        _mux_subtitle(out, text, start, end, words)
+        out.mux(video.encode(None))
+        for sound in sounds:
+            out.mux(sound.encode(None))
+
+
+def _mux_subtitle(out, stream, start: int, end: int, words: str) -> None:
+    if stream.codec_context.name == "dvb_subtitle":
+        packet = av.Packet(bytes([0x20, 0x00, 0x0F, 0x10]) + words.encode())
+    else:
+        cue = av.subtitles.subtitle.SubtitleSet.create(f"0,0,Default,,0,0,0,,{words}".encode(), 0, end - start)
+        packet = stream.codec_context.encode_subtitle(cue)
+    packet.stream, packet.time_base = stream, Fraction(1, 1000)
+    packet.pts = packet.dts = start
+    packet.duration = end - start
+    out.mux(packet)

@@ -13,13 +13,19 @@ the pid namespace. If the caller dies or is interrupted, ``unshare`` gets SIGKIL
 unless ``keep_temp``); nothing is written to ``/tmp/ray`` or ``~/.ray``. Node death is detected
 in ~1.5 s (``FAST_HEALTH_CHECK_ENV``) instead of Ray's default ~15 s.
 
-The driver gets ``RAY_ADDRESS`` (so a bare ``ray.init()`` connects), the token, and:
+The driver gets ``RAY_ADDRESS`` (so a bare ``ray.init()`` connects; not with ``nodes=0``, where no
+cluster runs and a Ray the driver starts keeps its files in the temp dir too), the token, and:
 
 * ``RAY_NETNS_NODES``: how many nodes were started;
 * ``RAY_NETNS_KILL_FILE``: create this file (content: node index, or empty for ``kill_node``)
   to have the supervisor SIGKILL that node's whole process tree (raylet, agents, workers) at
-  once; printing a line containing ``kill_marker`` on stdout does the same;
+  once; printing a line containing ``kill_marker`` on stdout does the same (the head, index 0,
+  only when ``kill_node=0`` asks for it);
 * ``RAY_NETNS_KILLED_FILE``: appears once the supervisor has killed the node.
+
+A node can run another interpreter (``node_python``; :func:`python_without_livedepth` makes one
+without livedepth), its own ``--node-name`` and environment; the driver can get its own
+environment (a wrong token) and working directory.
 
 Printing ``interrupt_marker`` makes the supervisor send SIGINT to the driver (a Ctrl+C), and
 ``snapshot_marker`` records an ``ss -tuanp`` snapshot. Drivers must flush stdout
@@ -93,6 +99,26 @@ def ray_python_ok(python: str) -> bool:
     return subprocess.run([python, "-c", "import ray"], check=False, capture_output=True).returncode == 0
 
 
+def python_without_livedepth(dest: Path) -> str:
+    """An interpreter with this environment's packages (ray, torch, ...) but without livedepth, for
+    a node where livedepth is not installed: a venv whose only link to them is a ``.pth`` line
+    naming this environment's site-packages, which therefore is not a site dir, so its own
+    ``.pth`` files (livedepth's editable install) never run. Checked before it is returned."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
+    python = str(dest / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    Path(site, "outer-site-packages.pth").write_text("".join(f"{p}\n" for p in ours))
+    check = subprocess.run([python, "-c", "import ray\ntry:\n import livedepth\nexcept ImportError: pass\n"
+                            "else: raise SystemExit(livedepth.__file__)"], cwd=dest, capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(f"{python} should have ray and not livedepth: {check.stderr or check.stdout}")
+    return python
+
+
 def run_ray_driver(
     driver: str | os.PathLike[str],
     args: Sequence[str] = (),
@@ -100,6 +126,9 @@ def run_ray_driver(
     nodes: int = 2,
     cpus_per_node: int = 1,
     python: str | None = None,
+    node_python: dict[int, str] | None = None,
+    node_names: dict[int, str] | None = None,
+    node_env: dict[int, dict[str, str]] | None = None,
     object_store_mb: int = 128,
     timeout: float = 300.0,
     kill_marker: str | None = KILL_MARKER,
@@ -108,24 +137,37 @@ def run_ray_driver(
     snapshot_marker: str | None = SNAPSHOT_MARKER,
     fast_failure_detection: bool = True,
     extra_env: dict[str, str] | None = None,
+    driver_env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     keep_temp: bool = False,
 ) -> RayRunResult:
     """Start an ``nodes``-node Ray cluster in a private netns, run ``python driver *args``, tear down.
 
     ``python`` (default: this interpreter) must have ray installed; the ``ray`` CLI next to it
-    starts the nodes. ``kill_node`` is the node index SIGKILLed on ``kill_marker`` (never 0, the
-    head). The driver is SIGINTed, then killed, after ``timeout`` seconds. Blocks until every
-    process of the cluster is gone.
+    starts the nodes. ``node_python`` gives some nodes another interpreter (one that has ray,
+    run as ``python -m ray.scripts.scripts``), ``node_names`` their ``--node-name`` and
+    ``node_env`` more environment variables (the workers they start inherit them). ``nodes=0``
+    starts no cluster (and sets no ``RAY_ADDRESS``). ``kill_node`` is the node index SIGKILLed
+    on ``kill_marker``; 0 (the head) only when asked for explicitly. ``extra_env`` goes to the
+    nodes and the driver, ``driver_env`` to the driver only; the driver runs in ``cwd``. The
+    driver is SIGINTed, then killed, after ``timeout`` seconds. Blocks until every process of
+    the namespace is gone.
     """
     python = python or sys.executable
-    if nodes < 1:
-        raise ValueError("nodes must be >= 1")
+    if nodes < 0:
+        raise ValueError("nodes must be >= 0")
+    ray_cli = _ray_cli(python)
+    node_cli = {i: [ray_cli] for i in range(nodes)}
+    for i, other in (node_python or {}).items():
+        node_cli[i] = [other, "-m", "ray.scripts.scripts"]
     work = Path(tempfile.mkdtemp(prefix="rns", dir="/tmp"))  # short: unix socket paths <= 107 chars
     env = dict(FAST_HEALTH_CHECK_ENV) if fast_failure_detection else {}
     env.update(extra_env or {})
     cfg = {
         "driver": [python, os.fspath(driver), *args],
-        "ray_cli": _ray_cli(python),
+        "node_cli": [node_cli[i] for i in range(nodes)],
+        "node_names": {str(i): name for i, name in (node_names or {}).items()},
+        "node_env": {str(i): dict(e) for i, e in (node_env or {}).items()},
         "nodes": nodes,
         "cpus_per_node": cpus_per_node,
         "object_store_bytes": object_store_mb * 1024 * 1024,
@@ -135,6 +177,8 @@ def run_ray_driver(
         "interrupt_marker": interrupt_marker,
         "snapshot_marker": snapshot_marker,
         "env": env,
+        "driver_env": dict(driver_env or {}),
+        "cwd": os.fspath(cwd) if cwd is not None else os.getcwd(),
         "work": str(work),
     }
     (work / "config.json").write_text(json.dumps(cfg))
@@ -238,22 +282,26 @@ class _Supervisor:
             del env[k]
         env.update(self.cfg["env"])
         env.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": self.token, "PYTHONUNBUFFERED": "1"})
+                    "RAY_AUTH_TOKEN": self.token, "PYTHONUNBUFFERED": "1",
+                    "RAY_TMPDIR": str(self.work)})  # a local instance's files too
         return env
 
     # -- nodes
     def start_node(self, i: int) -> subprocess.Popen[bytes]:
         c = self.cfg
-        cmd = [c["ray_cli"], "start", "--block", f"--num-cpus={c['cpus_per_node']}",
+        cmd = [*c["node_cli"][i], "start", "--block", f"--num-cpus={c['cpus_per_node']}",
                "--node-ip-address=127.0.0.1", f"--temp-dir={self.work}/n{i}",
                f"--object-store-memory={c['object_store_bytes']}", "--disable-usage-stats"]
         if i == 0:
             cmd += ["--head", f"--port={GCS_PORT}", "--include-dashboard=false"]
         else:
             cmd += [f"--address=127.0.0.1:{GCS_PORT}"]
+        if str(i) in c["node_names"]:
+            cmd += [f"--node-name={c['node_names'][str(i)]}"]
+        env = self.base_env()
+        env.update(c["node_env"].get(str(i), {}))
         with open(self.work / f"node{i}.log", "wb") as log:
-            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.base_env(),
-                                    start_new_session=True)
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def wait_ready(self, i: int, deadline: float) -> None:
         logf = self.work / f"node{i}.log"
@@ -269,8 +317,9 @@ class _Supervisor:
         with self.lock:
             n = len(self.nodes)
             i = self.cfg["kill_node"] if idx is None else idx
+            head_asked = i == 0
             i = i % n if n else 0
-            if i == 0 or any(k["index"] == i for k in self.report["killed"]):
+            if not n or (i == 0 and not head_asked) or any(k["index"] == i for k in self.report["killed"]):
                 self.log(f"refusing to kill node {i} ({why})")
                 return
             p = self.nodes[i]
@@ -375,9 +424,10 @@ class _Supervisor:
         rc = -1
         try:
             deadline = time.monotonic() + 120
-            self.nodes.append(self.start_node(0))
-            self.wait_ready(0, deadline)
-            self.report["head_ready_s"] = round(time.monotonic() - self.t0, 3)
+            if c["nodes"]:
+                self.nodes.append(self.start_node(0))
+                self.wait_ready(0, deadline)
+                self.report["head_ready_s"] = round(time.monotonic() - self.t0, 3)
             for i in range(1, c["nodes"]):
                 self.nodes.append(self.start_node(i))
             for i in range(1, c["nodes"]):
@@ -386,13 +436,15 @@ class _Supervisor:
             self.report["nodes"] = [{"index": i, "pid": p.pid} for i, p in enumerate(self.nodes)]
             self.log(f"cluster of {c['nodes']} up in {self.report['startup_s']} s")
             env = self.base_env()
-            env.update({"RAY_ADDRESS": f"127.0.0.1:{GCS_PORT}", "RAY_NETNS_NODES": str(c["nodes"]),
-                        "RAY_NETNS_KILL_FILE": str(self.work / "kill"),
+            if c["nodes"]:
+                env["RAY_ADDRESS"] = f"127.0.0.1:{GCS_PORT}"
+            env.update({"RAY_NETNS_NODES": str(c["nodes"]), "RAY_NETNS_KILL_FILE": str(self.work / "kill"),
                         "RAY_NETNS_KILLED_FILE": str(self.work / "killed")})
+            env.update(c["driver_env"])
             t = time.monotonic()
             with open(self.work / "driver.err", "wb") as err:
                 self.driver = subprocess.Popen(c["driver"], stdout=subprocess.PIPE, stderr=err,
-                                               env=env, start_new_session=True)
+                                               env=env, cwd=c["cwd"], start_new_session=True)
                 pump = threading.Thread(target=self.pump_stdout, args=(self.work / "driver.out",))
                 pump.start()
                 try:
@@ -408,6 +460,7 @@ class _Supervisor:
                         rc = self.driver.wait()
                 pump.join(timeout=10)
             self.report["driver_s"] = round(time.monotonic() - t, 3)
+            self.report["driver_end_t"] = round(time.monotonic() - self.t0, 3)  # on the clock of killed[].t
             self.sample_sockets()
         except Exception as e:
             self.report["error"] = repr(e)[-3000:]
@@ -415,7 +468,8 @@ class _Supervisor:
         finally:
             self.done.set()
             mon.join(timeout=5)
-            self.teardown()
+            # Without their head, the other nodes' `ray start --block` do not drain on SIGTERM.
+            self.teardown(grace=2.0 if any(k["index"] == 0 for k in self.report["killed"]) else 10.0)
             self.report["driver_returncode"] = rc
             (self.work / "report.json").write_text(json.dumps(self.report, indent=1))
         return 0
