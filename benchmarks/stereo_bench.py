@@ -47,7 +47,7 @@ def warp_times(threads: int, reps: int) -> dict:
     cv2.setNumThreads(threads)
     pairs = list(SceneClip(frames_count=10).frames())
     colorizer = Colorizer(normalize="stable")
-    greys = [colorizer.near_grey(depth) for _, depth in pairs]
+    greys = [colorizer.near_gray(depth) for _, depth in pairs]
     result = {}
     for size in (0, 320):
         warp = StereoWarp(size=size)
