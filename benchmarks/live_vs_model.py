@@ -44,7 +44,7 @@ def main() -> None:
 
     with workspace(args.weights) as (tmp, weights):
         clip = live_clip(tmp, args.seconds)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
         cap = cv2.VideoCapture(str(clip))
         frames = [cap.read()[1] for _ in range(30)]
         cap.release()

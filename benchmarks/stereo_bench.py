@@ -47,7 +47,7 @@ def warp_times(threads: int, reps: int) -> dict:
     cv2.setNumThreads(threads)
     pairs = list(SceneClip(frames_count=10).frames())
     colorizer = Colorizer(normalize="stable")
-    greys = [colorizer.near_grey(depth) for _, depth in pairs]
+    greys = [colorizer.near_gray(depth) for _, depth in pairs]
     result = {}
     for size in (0, 320):
         warp = StereoWarp(size=size)
@@ -92,7 +92,7 @@ def main() -> None:
     report: dict = {"threads": args.threads, "warp": warp_times(args.threads, args.warp_reps)}
     with workspace(args.weights) as (tmp, weights):
         clip = live_clip(tmp, args.seconds)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
         report["backend"] = estimator.backend_name
         live_fps(estimator, clip, False, 20)  # warm-up
         live: dict[str, list[float]] = {name: [] for name in arms}

@@ -25,7 +25,7 @@ def main() -> None:
 
     with workspace(args.weights) as (tmp, weights):
         clip = live_clip(tmp, args.seconds)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
         live_fps(estimator, clip, False, 20)  # warm-up
         fps: dict[str, list[float]] = {"off": [], "on": []}
         for i in range(args.rounds):  # ABBA order, so a drifting machine load hits both alike

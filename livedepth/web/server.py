@@ -32,6 +32,7 @@ import numpy as np
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Rendered
+from livedepth.core.predictor import Predictor
 from livedepth.core.stages import Latest
 from livedepth.io.sinks import Sink
 from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
@@ -229,7 +230,7 @@ class WebServer:
         self,
         web: WebSettings,
         *,
-        estimator=None,
+        estimator: Predictor | None = None,
         stats: Callable[[], dict] | None = None,
         colorizer: Colorizer | None = None,
     ) -> None:
