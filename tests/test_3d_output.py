@@ -49,6 +49,7 @@ def test_convert_keeps_timestamps_and_audio_with_every_3d_layout(tmp_path: Path,
         assert np.abs(first_out[:47, :65].astype(int) - first_in).mean() < 12
 
 
+@pytest.mark.slow
 def test_cli_convert_sbs_with_point_clouds(tmp_path: Path, weights_pt: Path) -> None:
     src, out, clouds = tmp_path / "in.mp4", tmp_path / "sbs_LR.mp4", tmp_path / "clouds"
     make_clip(src, frames=7, width=64, height=48, audio="aac")
@@ -68,6 +69,7 @@ def test_cli_convert_sbs_with_point_clouds(tmp_path: Path, weights_pt: Path) -> 
     assert_one_line_error(proc, "already holds point clouds; use --overwrite")
 
 
+@pytest.mark.slow
 def test_image_writes_a_point_cloud(tmp_path: Path, weights_pt: Path) -> None:
     from livedepth.inference.estimator import DepthEstimator
 
@@ -111,6 +113,7 @@ def test_the_cloud_maps_inverse_depth_and_masks_invalid_pixels() -> None:
         Camera(depth_ratio=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     (["--divergence", "11"], "--divergence 11: must be from 0 to 10"),
     (["--convergence", "1.5"], "--convergence 1.5: must be from 0 to 1"),
@@ -148,6 +151,7 @@ def test_3d_settings_reach_the_colorizer(tmp_path: Path) -> None:
     assert colorizer.stereo.anaglyph == "gray" and colorizer.stereo.swap_eyes and colorizer.layout == "half-sbs"
 
 
+@pytest.mark.slow
 def test_point_clouds_need_one_input_video(tmp_path: Path) -> None:
     for name in ("a.mp4", "b.mp4"):
         make_clip(tmp_path / name, frames=2, audio=None)
@@ -156,6 +160,7 @@ def test_point_clouds_need_one_input_video(tmp_path: Path) -> None:
     assert_one_line_error(proc, "--ply takes one input video")
 
 
+@pytest.mark.slow
 def test_live_records_a_3d_layout(tmp_path: Path, weights_pt: Path) -> None:
     from support.clips import live_clip
 
@@ -168,6 +173,7 @@ def test_live_records_a_3d_layout(tmp_path: Path, weights_pt: Path) -> None:
     assert len(frames) == 4 and (frames[0].width, frames[0].height) == (160, 240)
 
 
+@pytest.mark.slow
 def test_a_batch_converts_every_file_in_a_3d_layout(tmp_path: Path, weights_pt: Path) -> None:
     inputs, out = tmp_path / "in", tmp_path / "out"
     (inputs / "sub").mkdir(parents=True)

@@ -52,6 +52,7 @@ def test_plan_mirrors_folders_and_globs_and_skips_finished(library, tmp_path):
         plan(["nowhere"], tmp_path)
 
 
+@pytest.mark.slow
 def test_a_folder_converts_with_two_workers_resumes_and_overwrites(library, tmp_path, weights_pt):
     out, report = tmp_path / "out", tmp_path / "report.json"
     proc = _convert(str(library), str(out), "--jobs", "2", "--report", str(report), "--weights", str(weights_pt))
@@ -83,6 +84,7 @@ def _finished(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("clip*.mp4") if ".partial" not in p.name)
 
 
+@pytest.mark.slow
 def test_sigint_mid_batch_keeps_finished_files_and_the_next_run_completes(tmp_path, weights_pt):
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -118,6 +120,7 @@ def test_sigint_mid_batch_keeps_finished_files_and_the_next_run_completes(tmp_pa
         assert decoded_pts(out / f"clip{i}.mp4") == decoded_pts(inputs / f"clip{i}.mp4")
 
 
+@pytest.mark.slow
 def test_bad_batch_arguments_are_one_line(library, tmp_path):
     from support.cli_helpers import assert_one_line_error
 
@@ -126,6 +129,7 @@ def test_bad_batch_arguments_are_one_line(library, tmp_path):
     assert_one_line_error(run_cli("convert", str(tmp_path / "none"), "x", str(tmp_path)), "input not found")
 
 
+@pytest.mark.slow
 def test_jobs_auto_measures_each_split_once_and_reuses_it(tmp_path, weights_pt):
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()

@@ -17,8 +17,9 @@ from support.cli_helpers import ROOT
 from support.ray_netns import KILL_MARKER, missing_tools, run_ray_driver
 from test_batch import _output, assert_same_media
 
-pytestmark = pytest.mark.skipif(bool(missing_tools()) or __import__("importlib").util.find_spec("ray") is None,
-                                reason=f"needs ray and {', '.join(missing_tools()) or 'root'}")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(missing_tools()) or __import__("importlib").util.find_spec("ray") is None,
+                                 reason=f"needs ray and {', '.join(missing_tools()) or 'root'}")]
 DRIVER = ROOT / "tests" / "support" / "ray_cli_driver.py"
 
 

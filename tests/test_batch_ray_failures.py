@@ -15,9 +15,7 @@ import pytest
 from support.cli_helpers import ROOT, assert_one_line_error
 from support.clips import decoded_pts, make_clip
 from support.ray_netns import KILL_MARKER, python_without_livedepth, run_ray_driver
-from test_batch_ray import DRIVER, pytestmark  # noqa: F401 - the same skip: ray, root and the namespace tools
-
-pytestmark = [pytestmark, pytest.mark.slow]
+from test_batch_ray import DRIVER, pytestmark  # noqa: F401 - the same marks: slow; needs ray, root and the namespace tools
 
 
 def _clips(folder: Path, count: int, frames: int = 30) -> Path:

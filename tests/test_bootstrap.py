@@ -29,6 +29,8 @@ BACKEND = '''
 """A PEP 517 backend that writes one small wheel: its metadata and an empty .pth file."""
 import base64, hashlib, os, zipfile
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 
 def wheel(directory, name="tinyapp", version="0.1", requires=("tinydep",)):
     dist = f"{name}-{version}"

@@ -22,7 +22,8 @@ from test_browser import ARGS, ARTIFACTS, CHROMIUM
 SWIFTSHADER = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 BACKGROUND = (17, 17, 17)  # the page's #111, where the mesh is not
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 
 
 @pytest.fixture(scope="module")

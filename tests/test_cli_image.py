@@ -12,6 +12,8 @@ from support.cli_helpers import assert_one_line_error, run_cli
 from support.golden import TEST_IMAGE
 from livedepth.inference.estimator import DepthEstimator
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 
 @pytest.mark.parametrize(("layout", "width"), [("depth", 640), ("side", 1280), ("overlay", 640)])
 def test_image_writes_png_for_each_layout(tmp_path: Path, weights_pt: Path, layout: str, width: int) -> None:

@@ -17,6 +17,8 @@ from support.clips import audio_packets, decoded_pts, make_audio_only, make_clip
 from livedepth.io.rawdepth import DepthScale, load_scale
 from livedepth.io.video import probe, read_frames
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 
 def _convert(src: Path, out: Path, weights: Path, *extra: str):
     return run_cli("convert", str(src), str(out), "--weights", str(weights), *extra)

@@ -16,6 +16,8 @@ from support.clips import decoded_pts, frames_in_growing_file, make_clip
 
 from livedepth.run.convert import partial_path
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 FRAMES = 900  # far more than gets converted before the signal
 
 

@@ -8,10 +8,13 @@ import sys
 import time
 from fractions import Fraction
 
+import pytest
 from support.clips import decoded_pts, frames_in_growing_file, make_clip
 from support.cli_helpers import ROOT
 
 from livedepth.run.convert import partial_path
+
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
 
 
 def test_second_sigint_ends_a_slow_convert_within_5_s(tmp_path, weights_pt):

@@ -17,6 +17,8 @@ from support.cli_helpers import ROOT
 from support.clips import make_clip
 from support.golden import TEST_IMAGE
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 
 def run_with_umask(umask: int, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "livedepth", *args], capture_output=True, text=True, timeout=600,

@@ -10,6 +10,7 @@ import sys
 import time
 
 import av
+import pytest
 from support.clips import live_clip
 from support.cli_helpers import ROOT, assert_one_line_error, run_cli
 from support.live_helpers import free_port, kill, start_mjpeg_server
@@ -21,23 +22,27 @@ STATS_KEYS = {
 NO_DISPLAY = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
 
 
+@pytest.mark.slow
 def test_missing_camera_is_one_line_exit_2(weights_pt):
     proc = run_cli("live", "--camera", "97", "--no-display", "--weights", str(weights_pt))
     assert_one_line_error(proc, "cannot open camera 97")
 
 
+@pytest.mark.slow
 def test_no_display_says_so_and_suggests_alternatives(weights_pt):
     proc = run_cli("live", "--camera", "0", "--weights", str(weights_pt), env=NO_DISPLAY)
     assert_one_line_error(proc, "no display")
     assert "--no-display" in proc.stderr and "--record" in proc.stderr and "--serve" in proc.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_stream_is_one_line_error(weights_pt):
     url = f"http://127.0.0.1:{free_port()}/stream.mjpg"
     proc = run_cli("live", "--input", url, "--no-display", "--weights", str(weights_pt))
     assert_one_line_error(proc, "cannot open stream")
 
 
+@pytest.mark.slow
 def test_file_run_writes_stats_and_a_playable_recording(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "clip.mp4", 30, 25.0)
     stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
@@ -62,6 +67,7 @@ def backend_log_lines(tmp_path, weights_pt, *flags: str) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("livedepth: backend:")]
 
 
+@pytest.mark.slow
 def test_start_up_log_names_the_backend_that_runs_and_its_threads(tmp_path, weights_pt):
     # the tests' environment chooses ONNX Runtime (LIVEDEPTH_BACKEND); a flag chooses torch
     assert backend_log_lines(tmp_path, weights_pt, "--threads", "1") == [
@@ -70,6 +76,7 @@ def test_start_up_log_names_the_backend_that_runs_and_its_threads(tmp_path, weig
         "livedepth: backend: torch on cpu, 2 threads"]
 
 
+@pytest.mark.slow
 def test_run_live_py_is_the_same_command_and_config_is_overridden_by_flags(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "clip.mp4", 40, 25.0)
     config = tmp_path / "my.toml"
@@ -90,6 +97,7 @@ def test_run_live_py_is_the_same_command_and_config_is_overridden_by_flags(tmp_p
         assert container.streams.video[0].width == 160  # --layout depth beat the config's side
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_stats_and_a_playable_file(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "long.mp4", 750, 25.0)  # 30 s, stopped long before the end
     stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
@@ -128,6 +136,7 @@ def test_opencv_without_gui_is_explained(monkeypatch):
         raise AssertionError("check_gui must refuse a headless OpenCV build")
 
 
+@pytest.mark.slow
 def test_stream_lost_mid_run_ends_with_one_line_error_and_stats(tmp_path, weights_pt):
     port = free_port()
     server = start_mjpeg_server(port)
@@ -157,6 +166,7 @@ def test_stream_lost_mid_run_ends_with_one_line_error_and_stats(tmp_path, weight
         assert len(list(container.decode(video=0))) == stats["frames_shown"]
 
 
+@pytest.mark.slow
 def test_max_fps_flag_overrides_the_config_cap(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "clip.mp4", 75, 25.0)  # 3 s
     config = tmp_path / "cap.toml"
@@ -171,6 +181,7 @@ def test_max_fps_flag_overrides_the_config_cap(tmp_path, weights_pt):
     assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"] == 75
 
 
+@pytest.mark.slow
 def test_negative_max_fps_is_one_line_exit_2(weights_pt):
     proc = run_cli("live", "--input", "x.mp4", "--no-display", "--max-fps", "-2", "--weights", str(weights_pt))
     assert_one_line_error(proc, "--max-fps -2: must be at least 0")

@@ -19,6 +19,8 @@ from support.cli_helpers import ROOT, assert_one_line_error
 from support.clips import live_clip
 from support.ply_reader import read_ply
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 T = TypeVar("T")
 
 # ./test.sh apt-installs Xvfb and xdotool; python-xlib (pure Python, no system library) is in the test extra.

@@ -55,6 +55,7 @@ def test_uint8_clipped_fraction() -> None:
     assert temporal_consistency([(frame, depth)] * 2).clipped_fraction == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_colormap_decoding_is_exact_and_guessable() -> None:
     gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
     for name in ("inferno", "turbo", "gray", "jet"):
@@ -79,6 +80,7 @@ def _write(path: Path, frames, pix_fmt: str, codec: str, to_format: str) -> None
             out.mux(packet)
 
 
+@pytest.mark.slow
 def test_cli_side_video_and_raw_depth(tmp_path: Path, clip) -> None:
     colorizer = Colorizer(normalize="stable", layout="side", colormap="turbo")
     side = [colorizer.render(d, f) for f, d in clip]

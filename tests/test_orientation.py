@@ -106,6 +106,7 @@ def converted(tmp_path_factory, weights_pt):
     return done
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("turn, mirror", TURNS)
 def test_convert_side_layout_and_raw_are_upright(converted, turn, mirror):
     clip, side, raw, stderr = converted[turn]
@@ -123,6 +124,7 @@ def test_convert_side_layout_and_raw_are_upright(converted, turn, mirror):
     assert depth[0].shape == (expected[1], expected[0] // 2)
 
 
+@pytest.mark.slow
 def test_raw_depth_of_a_turned_clip_is_that_of_the_same_pictures_stored_upright(converted):
     """The lossless clips decode to the same upright frames, so the model sees the same pictures."""
     def stored(raw: Path) -> list[np.ndarray]:
@@ -134,6 +136,7 @@ def test_raw_depth_of_a_turned_clip_is_that_of_the_same_pictures_stored_upright(
     assert all(np.array_equal(a, b) for a, b in zip(turned, upright, strict=True))
 
 
+@pytest.mark.slow
 def test_live_input_records_the_upright_picture(tmp_path, weights_pt):
     clip = make_oriented_clip(tmp_path / "phone.mp4", _upright(90, 4), 90)
     out = tmp_path / "live.mp4"
@@ -159,6 +162,7 @@ def test_file_source_reads_what_the_converter_reads(tmp_path):
     assert all(np.array_equal(got, want) for got, want in zip(frames[:3], upright, strict=True))
 
 
+@pytest.mark.slow
 def test_metrics_pair_a_turned_source_with_its_upright_depth(tmp_path):
     """The --raw export is upright; its turned source video must be read upright to pair with it."""
     scene = list(SceneClip(width=160, height=96, frames_count=8, pan_px_per_frame=2.0, object_speed=4.0).frames())

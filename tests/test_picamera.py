@@ -244,17 +244,20 @@ def test_camera_setting_accepts_an_index_or_picam(tmp_path):
         load_settings(config)
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_bad_camera_in_one_line():
     proc = run_cli("live", "--camera", "picamera", "--no-display")
     assert_one_line_error(proc, "--camera picamera: must be N (a camera index), picam or picam:N")
 
 
+@pytest.mark.slow
 def test_cli_without_picamera2_exits_2_with_the_install_hint(weights_pt):
     proc = run_cli("live", "--camera", "picam", "--no-display", "--weights", str(weights_pt),
                    "--backend", "torch", "--size", "64", "--threads", "1")
     assert_one_line_error(proc, "needs picamera2, which is not installed: sudo apt install python3-picamera2")
 
 
+@pytest.mark.slow
 def test_cli_live_from_the_stand_in_camera(weights_pt, tmp_path):
     stats = tmp_path / "stats.json"
     proc = run_cli("live", "--camera", "picam", "--no-display", "--max-frames", "3", "--stats", str(stats),

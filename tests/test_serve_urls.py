@@ -38,7 +38,8 @@ def namespaces_work() -> bool:
     return subprocess.run([*unshare_command(), "true"], capture_output=True).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not namespaces_work(), reason="needs unshare and ip (util-linux, iproute2)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not namespaces_work(), reason="needs unshare and ip (util-linux, iproute2)")]
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,7 @@ def test_bad_config_values_are_one_line_errors(tmp_path, toml, message):
     assert_config_refused(tmp_path, toml, message)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -70,6 +71,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
     assert_image_flags_refused(tmp_path, flags, message)
 
 
+@pytest.mark.slow
 def test_a_bad_preset_value_stops_the_cli_before_the_model_loads(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[model]\nsize = 200\n")
@@ -77,6 +79,7 @@ def test_a_bad_preset_value_stops_the_cli_before_the_model_loads(tmp_path):
     assert_one_line_error(proc, f"config {config}: [model] size = 200: must be a multiple of 32")
 
 
+@pytest.mark.slow
 def test_a_flag_overrides_a_bad_free_choice_of_the_preset(tmp_path, weights_pt):
     config = tmp_path / "side.toml"
     config.write_text('[render]\nlayout = "side"\n[model]\nsize = 64\n')

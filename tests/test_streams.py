@@ -86,6 +86,7 @@ def _convert(src: Path, out: Path, weights: Path, *extra: str):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mp4", "mkv"])
 def test_every_track_is_copied_byte_for_byte_with_its_tags(films, tmp_path, weights_pt, kind):
     src, out = films[kind], tmp_path / f"depth.{kind}"
@@ -99,6 +100,7 @@ def test_every_track_is_copied_byte_for_byte_with_its_tags(films, tmp_path, weig
     assert decoded_pts(out) == decoded_pts(src)  # the video keeps its timing
 
 
+@pytest.mark.slow
 def test_three_audio_tracks_into_a_fragmented_mp4(films, tmp_path, weights_pt):
     """Without subtitles the mp4 stays fragmented (a killed run leaves a playable file)."""
     out = tmp_path / "depth.mp4"
@@ -109,6 +111,7 @@ def test_three_audio_tracks_into_a_fragmented_mp4(films, tmp_path, weights_pt):
     assert decoded_pts(out) == decoded_pts(films["sound"])
 
 
+@pytest.mark.slow
 def test_across_containers_text_subtitles_are_converted_once_and_audio_is_copied(films, tmp_path, weights_pt):
     proc = _convert(films["mp4"], tmp_path / "depth.mkv", weights_pt)
     assert proc.stderr.count("cannot carry") == 1
@@ -133,6 +136,7 @@ def test_across_containers_text_subtitles_are_converted_once_and_audio_is_copied
     assert _texts(got[2]) == _texts(got[3]) == _texts(want[2]) == cues
 
 
+@pytest.mark.slow
 def test_what_mp4_cannot_carry_is_reencoded_or_dropped_with_one_warning_each(films, tmp_path, weights_pt):
     proc = _convert(films["odd"], tmp_path / "depth.mp4", weights_pt)
     assert proc.stderr.count("cannot carry") == 3
@@ -155,6 +159,7 @@ def test_can_carry_tries_a_whole_file(films):
         assert [can_carry(opus, fmt) for fmt in ("mp4", "mov", "matroska")] == [True, False, True]
 
 
+@pytest.mark.slow
 def test_audio_first_none_and_the_old_boolean_setting(films, tmp_path, weights_pt):
     src = films["mkv"]
     _convert(src, tmp_path / "first.mp4", weights_pt, "--audio", "first")
@@ -183,12 +188,14 @@ def test_audio_setting_values(tmp_path):
         load_settings(config)
 
 
+@pytest.mark.slow
 def test_a_bad_audio_flag_is_one_line(films, tmp_path, weights_pt):
     proc = run_cli("convert", str(films["mkv"]), str(tmp_path / "x.mp4"), "--audio", "some",
                    "--weights", str(weights_pt))
     assert_one_line_error(proc, "--audio some: must be one of all, first, none")
 
 
+@pytest.mark.slow
 def test_batch_and_the_ray_transfer_mode_keep_every_track_and_turn_clips_upright(films, tmp_path, weights_pt):
     """The batch path and the Ray actor's transfer mode (bytes in, files out, as the driver ships
     them) convert through the same code, so they keep the same tracks and orientation."""

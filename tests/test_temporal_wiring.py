@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 from support.clips import live_clip, make_clip
 from support.cli_helpers import run_cli
 
@@ -21,6 +22,7 @@ def _raw_frames(path) -> list[np.ndarray]:
         return [f.to_ndarray() for f in container.decode(video=0)]
 
 
+@pytest.mark.slow
 def test_convert_raw_export_is_the_filtered_depth(tmp_path, weights_pt):
     src = tmp_path / "in.mp4"
     make_clip(src, frames=8, width=96, height=64, audio=None)
@@ -36,6 +38,7 @@ def test_convert_raw_export_is_the_filtered_depth(tmp_path, weights_pt):
     assert any(not np.array_equal(a, b) for a, b in zip(raws["on"][1:], raws["off"][1:], strict=True))
 
 
+@pytest.mark.slow
 def test_image_has_no_temporal_flag(tmp_path):
     proc = run_cli("image", "x.png", str(tmp_path / "o.png"), "--temporal", "on")
     assert proc.returncode == 2 and "unrecognized arguments: --temporal" in proc.stderr

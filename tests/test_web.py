@@ -312,6 +312,7 @@ def test_uploads_run_in_a_background_process_with_the_live_estimator(photo_serve
     assert np.abs(got.astype(int) - expected).max() <= 1, "the same depth as the server's own estimator"
 
 
+@pytest.mark.slow
 def test_a_dead_upload_worker_is_started_again(photo_server) -> None:
     data = FIXTURE_PNG.read_bytes()
     assert upload_png(photo_server.port, data)[0] == 200
@@ -323,6 +324,7 @@ def test_a_dead_upload_worker_is_started_again(photo_server) -> None:
     assert photo_server.uploads.pid not in (None, first)
 
 
+@pytest.mark.slow
 def test_loading_the_page_readies_the_upload_worker(estimator) -> None:
     server = WebServer(WebSettings(port=0), estimator=estimator).start()
     try:
@@ -390,6 +392,7 @@ def logged_pids(caplog: pytest.LogCaptureFixture, event: str) -> list[int]:
             if (m := re.match(rf"upload worker {event}.*\(process (\d+)", r.getMessage()))]
 
 
+@pytest.mark.slow
 def test_an_idle_upload_worker_ends_and_the_next_upload_starts_another(estimator, caplog) -> None:
     caplog.set_level(logging.INFO, logger="livedepth")
     server = WebServer(WebSettings(port=0, upload_idle_s=1), estimator=estimator).start()

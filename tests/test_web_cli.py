@@ -19,6 +19,8 @@ import pytest
 from support.cli_helpers import ROOT, assert_one_line_error, run_cli
 from test_web import FIXTURE_PNG, get, read_mjpeg_frames
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:

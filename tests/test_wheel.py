@@ -11,6 +11,8 @@ import cv2
 import pytest
 from support.cli_helpers import ROOT
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 TEST_IMAGE = ROOT / "tests" / "fixtures" / "test_image_640x480.png"
 
 
