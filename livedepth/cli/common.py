@@ -24,6 +24,12 @@ def say(message: str) -> None:
     sys.stdout.flush()
 
 
+def add_sections(parser: argparse.ArgumentParser, *sections: str) -> None:
+    """Add every flag of each of ``sections`` (see :func:`add_setting_flags`)."""
+    for section in sections:
+        add_setting_flags(parser, section)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser, section: str, *names: str) -> None:
     """Add the flags of ``[section]``'s settings (all of them, or ``names``).
 

@@ -17,6 +17,7 @@ from livedepth.cli.common import (
     EXIT_USAGE,
     Interrupts,
     add_config_flags,
+    add_sections,
     add_setting_flags,
     ignore_interrupts,
     say,
@@ -45,10 +46,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="with --ray: ship inputs and outputs through the object store (no shared storage)")
     add_setting_flags(p, "convert")
     p.add_argument("--no-audio", dest="convert.audio", action="store_const", const="none", help="same as --audio none")
-    add_setting_flags(p, "render")
-    add_setting_flags(p, "stereo")
-    add_setting_flags(p, "pointcloud")
-    add_setting_flags(p, "model")
+    add_sections(p, "render", "stereo", "pointcloud", "model")
     add_config_flags(p, preset="convert")
     p.set_defaults(run=run)
 

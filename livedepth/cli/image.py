@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from livedepth.cli.common import add_config_flags, add_setting_flags, settings_from
+from livedepth.cli.common import add_config_flags, add_sections, add_setting_flags, settings_from
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -14,9 +14,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", type=Path, help="output image (.png, .jpg, ...), or a point cloud (.ply)")
     p.add_argument("--raw", type=Path, metavar="DEPTH.npy", help="also save the float32 depth")
     add_setting_flags(p, "render", "layout", "colormap", "normalize", "range", "invert", "alpha")  # never temporal
-    add_setting_flags(p, "stereo")
-    add_setting_flags(p, "pointcloud")
-    add_setting_flags(p, "model")
+    add_sections(p, "stereo", "pointcloud", "model")
     add_config_flags(p, preset=None)
     p.set_defaults(run=run)
 

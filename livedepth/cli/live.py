@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from livedepth.cli.common import Interrupts, add_config_flags, add_setting_flags, say, settings_from
+from livedepth.cli.common import Interrupts, add_config_flags, add_sections, add_setting_flags, say, settings_from
 
 #: Both commands colour video with the stable normalisation unless told otherwise.
 DEFAULTS = {("render", "normalize"): "stable"}
@@ -18,10 +18,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                        "window, recording or web page.")
     add_setting_flags(p, "live")
     add_setting_flags(p, "web", "serve", *WEB_FLAGS)
-    add_setting_flags(p, "render")
-    add_setting_flags(p, "stereo")
-    add_setting_flags(p, "pointcloud")
-    add_setting_flags(p, "model")
+    add_sections(p, "render", "stereo", "pointcloud", "model")
     add_config_flags(p, preset="desktop")
     p.set_defaults(run=run_live)
 
@@ -30,9 +27,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                        "controls and photo-to-depth upload. Without a source, only the photo upload.")
     add_setting_flags(p, "live", *SOURCE_FLAGS)
     add_setting_flags(p, "web", "host", "port", "max_clients", "jpeg_quality", *WEB_FLAGS)
-    add_setting_flags(p, "render")
-    add_setting_flags(p, "stereo")
-    add_setting_flags(p, "model")
+    add_sections(p, "render", "stereo", "model")
     add_config_flags(p, preset="desktop")
     p.set_defaults(run=run_serve)
 
