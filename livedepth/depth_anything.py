@@ -306,9 +306,10 @@ def preprocess(frame_bgr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     ``image2tensor``: RGB / 255 in float64, cv2 bicubic resize, ImageNet normalisation."""
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB) / 255.0
     height, width = out_hw
-    resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
-    normalised = (resized - MEAN) / STD
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1)).astype(np.float32)[None]
+    image = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
+    image -= MEAN
+    image /= STD
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)[None]
 
 
 def postprocess(depth: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
