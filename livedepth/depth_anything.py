@@ -86,6 +86,11 @@ def pos_embed_matrix(size: int, source: int = POS_GRID, offset: float = POS_OFFS
     return matrix
 
 
+def _hw(x: torch.Tensor) -> tuple[int, int]:
+    """Height and width as ints: a traced or exported graph gets them as constants (one per size)."""
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
 # --- encoder ------------------------------------------------------------------------------
 
 
@@ -120,7 +125,8 @@ class DinoV2Encoder(nn.Module):
         return torch.cat([cls_pos, resampled.reshape(1, grid_h * grid_w, -1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        batch, _, height, width = x.shape
+        batch = x.shape[0]
+        height, width = _hw(x)
         grid_h, grid_w = height // PATCH, width // PATCH
         patches = self.patch_embed(x).reshape(batch, grid_h * grid_w, -1)  # NHWC -> tokens, row-major
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1), patches], dim=1)
@@ -210,10 +216,10 @@ class DptHead(nn.Module):
                 taps, self.projects, self.resize_layers, (s.layer1_rn, s.layer2_rn, s.layer3_rn, s.layer4_rn)
             )
         )
-        path = s.refinenet4(l4, None, l3.shape[-2:])
-        path = s.refinenet3(path, l3, l2.shape[-2:])
-        path = s.refinenet2(path, l2, l1.shape[-2:])
-        path = s.refinenet1(path, l1, (2 * l1.shape[-2], 2 * l1.shape[-1]))
+        path = s.refinenet4(l4, None, _hw(l3))
+        path = s.refinenet3(path, l3, _hw(l2))
+        path = s.refinenet2(path, l2, _hw(l1))
+        path = s.refinenet1(path, l1, (2 * _hw(l1)[0], 2 * _hw(l1)[1]))
         out = F.interpolate(s.output_conv1(path), size=out_hw, mode="bilinear", align_corners=True)
         return s.output_conv2(out)
 
@@ -230,7 +236,7 @@ class DepthAnythingV2Small(nn.Module):
         self.depth_head = DptHead()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
+        height, width = _hw(x)
         if height % PATCH or width % PATCH:
             raise ValueError(f"input height and width must be multiples of {PATCH}, got {(height, width)}")
         depth = self.depth_head(self.pretrained(x), (height, width))

@@ -1,0 +1,137 @@
+"""Depth Anything V2 Small: ms per eager forward vs ``predict`` (pre + forward + post) per backend.
+
+For each thread count and square input size, one run times, in rotating order per round:
+- ``eager``: a plain eager forward of the timm-based network alone (the baseline);
+- ``predict/<backend>``: preprocess a 640x480 frame to ``size x size``, run the backend's
+  forward, upsample to 640x480 (what ``predict`` does), for the backends asked for:
+  ``torch`` (eager), ``jit`` (traced and frozen), ``onnx`` (ONNX Runtime) and ``openvino``,
+  the last two on a graph exported for that size.
+
+It prints the median wall ms, the median CPU ms of the process (robust to a busy machine: it
+counts only the time this process ran) and the speed-up of each ``predict`` over ``eager``
+(wall and CPU), and checks each backend's forward against eager (rel = max|y - e| / max|e|;
+faithful is <= 1e-4; the golden tests check them against the official outputs).
+
+    .venv/bin/python benchmarks/da2_bench.py --threads 2,1 --sizes 252,266,308,364,518
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import common  # noqa: F401  (puts tests/ on sys.path)
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
+
+from livedepth import depth_anything as da  # noqa: E402
+from livedepth.backends import _ov_runner, ort_session  # noqa: E402
+from livedepth.export import export_onnx  # noqa: E402
+
+Runner = Callable[[np.ndarray], np.ndarray]
+FAITHFUL = 1e-4
+
+
+def forward_runners(network: torch.nn.Module, names: list[str], size: int, threads: int, folder: Path) -> dict[str, Runner]:
+    """Each backend's forward for a ``(1, 3, size, size)`` input."""
+    runners: dict[str, Runner] = {}
+
+    def eager(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return network(torch.from_numpy(x))[0].numpy()
+
+    if "torch" in names:
+        runners["torch"] = eager
+    if "jit" in names:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            graph = torch.jit.freeze(torch.jit.trace(network, torch.zeros(1, 3, size, size), check_trace=False))
+
+        def jit(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return graph(torch.from_numpy(x))[0].numpy()
+
+        runners["jit"] = jit
+    if {"onnx", "openvino"} & set(names):
+        path = folder / f"da2-{size}x{size}.onnx"
+        if not path.is_file():
+            export_onnx(network, path, size, size)
+        if "onnx" in names:
+            session = ort_session(path, threads)
+            runners["onnx"] = lambda x: session.run(None, {"input": x})[0][0]
+        if "openvino" in names:
+            request = _ov_runner(path, threads)
+            runners["openvino"] = lambda x: request(x)[0]
+    return runners
+
+
+def rel(y: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.max(np.abs(y.astype(np.float64) - reference)) / np.max(np.abs(reference)))
+
+
+def measure(jobs: dict[str, Callable[[], object]], rounds: int) -> dict[str, tuple[float, float]]:
+    """Median (wall ms, CPU ms) of each job; one untimed warm-up, then rounds in rotating order."""
+    for job in jobs.values():
+        job()
+    names = list(jobs)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(rounds):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            jobs[name]()
+            wall[name].append((time.perf_counter() - t0) * 1e3)
+            cpu[name].append((time.process_time() - c0) * 1e3)
+    return {n: (float(np.median(wall[n])), float(np.median(cpu[n]))) for n in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="2,1", help="comma-separated thread counts")
+    parser.add_argument("--sizes", default="252,266,308,364,518", help="comma-separated square input sizes")
+    parser.add_argument("--backends", default="torch,jit,onnx,openvino")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    names = args.backends.split(",")
+    frame = cv2.imread(str(TEST_IMAGE))
+    network = da.build_network()
+    da.load_official_state(network, synthetic_state())
+    print(f"frame {frame.shape[1]}x{frame.shape[0]}, rounds {args.rounds}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'thr':>3} {'size':>4} {'job':<18} {'wall ms':>8} {'cpu ms':>8} {'x wall':>7} {'x cpu':>6} {'rel':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)
+            for size in (int(s) for s in args.sizes.split(",")):
+                hw = da.input_size(*frame.shape[:2], size, keep_aspect=False)
+                batch = da.preprocess(frame, hw)
+                runners = forward_runners(network, names, size, threads, Path(tmp))
+                reference = runners.get("torch", next(iter(runners.values())))(batch)
+                with torch.inference_mode():
+                    jobs: dict[str, Callable[[], object]] = {"eager": lambda: network(torch.from_numpy(batch))}
+                    for name, run in runners.items():
+                        jobs[f"predict/{name}"] = (
+                            lambda run=run: da.postprocess(run(da.preprocess(frame, hw)), frame.shape[:2])
+                        )
+                    results = measure(jobs, args.rounds)
+                base_wall, base_cpu = results["eager"]
+                for job, (wall_ms, cpu_ms) in results.items():
+                    name = job.removeprefix("predict/")
+                    error = f"{rel(runners[name](batch), reference):8.1e}" if name in runners else ""
+                    print(f"{threads:>3} {size:>4} {job:<18} {wall_ms:8.1f} {cpu_ms:8.1f} "
+                          f"{base_wall / wall_ms:7.2f} {base_cpu / cpu_ms:6.2f} {error}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f}; faithful: rel <= {FAITHFUL:g}")
+
+
+if __name__ == "__main__":
+    main()
