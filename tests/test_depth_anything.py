@@ -5,6 +5,7 @@ rel = max|y - g| / max|g| <= 1e-4 for every case, as ../shared/golden_da2/README
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,9 @@ import torch.nn.functional as F
 from golden import expand_synthetic_weights, rel_error
 from golden_da2 import TEST_IMAGE, checked, stored_goldens, synthetic_state
 from livedepth import depth_anything as da
+from livedepth.backends import _ov_runner, import_openvino, ort_session
 from livedepth.errors import LivedepthError, WeightsError
+from livedepth.export import export_onnx, export_openvino
 from livedepth.weights import read_state_dict
 
 TOLERANCE = 1e-4
@@ -230,3 +233,45 @@ def test_spec_fields_follow_the_registry_contract() -> None:
     net = fields["build_network"]()
     assert isinstance(net, torch.nn.Module) and not net.training
     assert f"{round(da.parameter_count(net) / 1e6)}M" == fields["parameters"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, network) -> Callable[[int, int], Path]:
+    """The network exported to ONNX for an input size (once per size)."""
+    folder = tmp_path_factory.mktemp("da2-onnx")
+    paths: dict[tuple[int, int], Path] = {}
+
+    def export(height: int, width: int) -> Path:
+        if (height, width) not in paths:
+            paths[height, width] = export_onnx(network, folder / f"da2-{height}x{width}.onnx", height, width)
+        return paths[height, width]
+
+    return export
+
+
+def _runtime(name: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    if name == "onnxruntime":
+        session = ort_session(path, threads=None)
+        return lambda x: session.run(None, {"input": x})[0]
+    xml = export_openvino(path, path.with_suffix(".xml"), import_openvino)
+    assert xml.with_suffix(".bin").stat().st_size > 24_000_000 * 4  # fp32 weights, not compressed to fp16
+    return _ov_runner(xml, threads=None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_exported_graphs_match_goldens(exported, goldens, frame, runtime: str) -> None:
+    """Per-size exports (position embedding and resize targets baked in) stay faithful."""
+    pytest.importorskip(runtime)
+    run = _runtime(runtime, exported(392, 518))
+    rel = rel_error(run(goldens["net_input_1x3x392x518"]), goldens["net_output_1x392x518"])
+    report(f"{runtime} net 392x518", rel)
+    assert rel <= TOLERANCE
+    x = da.preprocess(frame, da.input_size(*frame.shape[:2], 252, keep_aspect=True))
+    run = _runtime(runtime, exported(*x.shape[-2:]))
+    pre_output = goldens["pre_output_1x252x336"]
+    golden = F.interpolate(torch.from_numpy(pre_output)[:, None], (480, 640), mode="bilinear", align_corners=True)
+    depth = da.postprocess(run(x)[0], frame.shape[:2])
+    rel = rel_error(depth, golden[0, 0].numpy())
+    report(f"{runtime} post_depth 480x640 at 252", rel)
+    assert rel <= TOLERANCE
