@@ -4,8 +4,9 @@ For each thread count and square input size, one run times, in rotating order pe
 - ``eager``: a plain eager forward of the timm-based network alone (the baseline);
 - ``predict/<backend>``: preprocess a 640x480 frame to ``size x size``, run the backend's
   forward, upsample to 640x480 (what ``predict`` does), for the backends asked for:
-  ``torch`` (eager), ``jit`` (traced and frozen), ``onnx`` (ONNX Runtime) and ``openvino``,
-  the last two on a graph exported for that size.
+  ``torch`` (eager), ``jit`` (traced and frozen), ``onnx`` (ONNX Runtime), ``openvino`` (as
+  the backends layer configures it) and ``openvino-unpinned`` (the same, threads not pinned to
+  cores), the last three on a graph exported for that size.
 
 It prints the median wall ms, the median CPU ms of the process (robust to a busy machine: it
 counts only the time this process ran) and the speed-up of each ``predict`` over ``eager``
@@ -35,7 +36,7 @@ import torch  # noqa: E402
 from golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
 
 from livedepth import depth_anything as da  # noqa: E402
-from livedepth.backends import _ov_runner, ort_session  # noqa: E402
+from livedepth.backends import _ov_runner, import_openvino, ort_session  # noqa: E402
 from livedepth.export import export_onnx  # noqa: E402
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -62,7 +63,7 @@ def forward_runners(network: torch.nn.Module, names: list[str], size: int, threa
                 return graph(torch.from_numpy(x))[0].numpy()
 
         runners["jit"] = jit
-    if {"onnx", "openvino"} & set(names):
+    if {"onnx", "openvino", "openvino-unpinned"} & set(names):
         path = folder / f"da2-{size}x{size}.onnx"
         if not path.is_file():
             export_onnx(network, path, size, size)
@@ -72,7 +73,19 @@ def forward_runners(network: torch.nn.Module, names: list[str], size: int, threa
         if "openvino" in names:
             request = _ov_runner(path, threads)
             runners["openvino"] = lambda x: request(x)[0]
+        if "openvino-unpinned" in names:
+            runners["openvino-unpinned"] = unpinned_openvino(path, threads)
     return runners
+
+
+def unpinned_openvino(path: Path, threads: int) -> Runner:
+    """OpenVINO as the backends layer runs it, but with its threads free to move between cores
+    (``ENABLE_CPU_PINNING`` off): on a busy machine a pinned thread waits for its core."""
+    ov = import_openvino()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+              "ENABLE_CPU_PINNING": False}
+    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    return lambda x: request.infer({0: x})[0][0]
 
 
 def rel(y: np.ndarray, reference: np.ndarray) -> float:
@@ -99,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="2,1", help="comma-separated thread counts")
     parser.add_argument("--sizes", default="252,266,308,364,518", help="comma-separated square input sizes")
-    parser.add_argument("--backends", default="torch,jit,onnx,openvino")
+    parser.add_argument("--backends", default="torch,onnx,openvino,openvino-unpinned", help="also: jit")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     names = args.backends.split(",")
@@ -107,7 +120,7 @@ def main() -> None:
     network = da.build_network()
     da.load_official_state(network, synthetic_state())
     print(f"frame {frame.shape[1]}x{frame.shape[0]}, rounds {args.rounds}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'thr':>3} {'size':>4} {'job':<18} {'wall ms':>8} {'cpu ms':>8} {'x wall':>7} {'x cpu':>6} {'rel':>8}")
+    print(f"{'thr':>3} {'size':>4} {'job':<26} {'wall ms':>8} {'cpu ms':>8} {'x wall':>7} {'x cpu':>6} {'rel':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
@@ -128,7 +141,7 @@ def main() -> None:
                 for job, (wall_ms, cpu_ms) in results.items():
                     name = job.removeprefix("predict/")
                     error = f"{rel(runners[name](batch), reference):8.1e}" if name in runners else ""
-                    print(f"{threads:>3} {size:>4} {job:<18} {wall_ms:8.1f} {cpu_ms:8.1f} "
+                    print(f"{threads:>3} {size:>4} {job:<26} {wall_ms:8.1f} {cpu_ms:8.1f} "
                           f"{base_wall / wall_ms:7.2f} {base_cpu / cpu_ms:6.2f} {error}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f}; faithful: rel <= {FAITHFUL:g}")
 
