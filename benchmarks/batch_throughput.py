@@ -6,7 +6,7 @@ Eight short 640x480 clips (with AAC audio) are converted three ways with the sam
 (all of this machine's cores): one at a time (``--jobs 1 --threads CORES``), ``--jobs auto``
 (the split of cores it measures; its measurement runs first and is not timed), and on a Ray
 cluster of two nodes with CORES/2 CPUs each (``--ray --threads 1``), started in a private
-network namespace (tests/ray_netns.py; needs root, unshare, ip and ray). Each conversion is the
+network namespace (tests/support/ray_netns.py; needs root, unshare, ip and ray). Each conversion is the
 real CLI; wall time is the batch's own (worker start-up included, cluster start-up not).
 Prints JSON: files/s, frames/s, the ratios and each worker's peak RSS.
 """
@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--frames", type=int, default=60)
     args = parser.parse_args()
-    from clips import make_clip
-    from ray_netns import run_ray_driver
+    from support.clips import make_clip
+    from support.ray_netns import run_ray_driver
 
     from livedepth.backends import available_cores
 
@@ -69,7 +69,7 @@ def main() -> None:
         cli("convert", str(inputs), str(tmp / "auto"), *common, "--jobs", "auto", "--report", str(tmp / "auto.json"),
             env=env)
         results["jobs_auto"] = summary(tmp / "auto.json")
-        ray = run_ray_driver(ROOT / "tests" / "ray_cli_driver.py",
+        ray = run_ray_driver(ROOT / "tests" / "support" / "ray_cli_driver.py",
                              ["convert", str(inputs), str(tmp / "ray"), *common, "--ray", "--threads",
                               str(max(1, cores // 2)), "--report", str(tmp / "ray.json")],
                              nodes=2, cpus_per_node=max(1, cores // 2), python=sys.executable, timeout=1800,

@@ -22,7 +22,7 @@ if str(ROOT / "tests") not in sys.path:
 
 def synthetic_weights(folder: Path) -> Path:
     """The synthetic official-layout weights, saved in ``folder`` (timings do not depend on the values)."""
-    from golden import save_synthetic_weights
+    from support.golden import save_synthetic_weights
 
     return save_synthetic_weights(folder / "midas_v21_small_256.pt")
 

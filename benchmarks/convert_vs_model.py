@@ -23,12 +23,12 @@ from common import benchmark_args, model_only_fps, workspace
 def main() -> None:
     args = benchmark_args(__doc__, seconds=10.0, rounds=2)
 
-    from clips import make_clip
+    from support.clips import make_clip
 
-    from livedepth.colorize import Colorizer
-    from livedepth.convert import Converter
-    from livedepth.estimator import DepthEstimator
-    from livedepth.video import probe, read_frames
+    from livedepth.render.colorize import Colorizer
+    from livedepth.run.convert import Converter
+    from livedepth.inference.estimator import DepthEstimator
+    from livedepth.io.video import probe, read_frames
 
     with workspace(args.weights) as (tmp, weights):
         estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def synthetic_weights() -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
-    from golden import save_synthetic_weights
+    from support.golden import save_synthetic_weights
 
     path = Path(tempfile.gettempdir()) / "livedepth-bench" / "midas_v21_small_256.pt"
     if not path.is_file():

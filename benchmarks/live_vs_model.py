@@ -23,13 +23,14 @@ from pathlib import Path
 from common import benchmark_args, model_only_fps, workspace
 
 
-def live_fps(estimator, clip: Path, realtime: bool, max_frames: int, temporal=None) -> dict:
-    """The stats of a ``LivePipeline`` run on ``clip`` (no window) for ``max_frames`` frames."""
-    from livedepth.colorize import Colorizer
-    from livedepth.pipeline import LivePipeline
-    from livedepth.sources import FileSource
+def live_fps(estimator, clip: Path, realtime: bool, max_frames: int, temporal=None, colorizer=None) -> dict:
+    """The stats of a ``LivePipeline`` run on ``clip`` (no window) for ``max_frames`` frames (``colorizer``:
+    default the stable normalisation and the depth layout)."""
+    from livedepth.render.colorize import Colorizer
+    from livedepth.run.pipeline import LivePipeline
+    from livedepth.io.sources import FileSource
 
-    pipeline = LivePipeline(FileSource(clip, realtime=realtime), estimator, Colorizer(normalize="stable"),
+    pipeline = LivePipeline(FileSource(clip, realtime=realtime), estimator, colorizer or Colorizer(normalize="stable"),
                             max_frames=max_frames, temporal=temporal)
     return pipeline.run()
 
@@ -39,9 +40,9 @@ def main() -> None:
         "--mode", choices=("on-demand", "realtime"), default="on-demand"))
 
     import cv2
-    from clips import make_clip
+    from support.clips import make_clip
 
-    from livedepth.estimator import DepthEstimator
+    from livedepth.inference.estimator import DepthEstimator
 
     with workspace(args.weights) as (tmp, weights):
         clip = tmp / "clip.mp4"

@@ -1,6 +1,6 @@
 """Temporal consistency of frame vs stable normalisation, and of the temporal depth filter.
 
-Every clip comes from ``tests/synthetic_scene.py`` (textured scene, camera pan, an object
+Every clip comes from ``tests/support/synthetic_scene.py`` (textured scene, camera pan, an object
 moving in). Conditions:
 
 - A: the real model with the synthetic test weights (its depth is not coherent between frames);
@@ -16,7 +16,7 @@ For each normaliser it prints TC and the clipped fraction of the displayed colou
 time of ``bounds()`` per 640x480 frame. ``oracle`` (proxies only) knows each frame's true
 gain and offset and keeps fixed bounds: the noise floor no causal method can beat.
 
-T (``livedepth.temporal.TemporalFilter``, unfiltered vs filtered depth): synthetic clips (pan
+T (``livedepth.render.temporal.TemporalFilter``, unfiltered vs filtered depth): synthetic clips (pan
 with an object walking in, pan only, an object walking in and out, a still camera with an
 object walking in) and the real clips in /work/shared/clips with a pseudo truth (a smooth
 random field carried along the clip's own optical flow, see :func:`pseudo_truth`). Inputs:
@@ -51,10 +51,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from golden import save_synthetic_weights
-from synthetic_scene import SceneClip, midas_like
+from support.golden import save_synthetic_weights
+from support.synthetic_scene import SceneClip, midas_like
 
-from livedepth.colorize import (
+from livedepth.render.colorize import (
     Colorizer,
     FrameNormalizer,
     Normalizer,
@@ -62,9 +62,9 @@ from livedepth.colorize import (
     apply_colormap,
     scale_to_uint8,
 )
-from livedepth.estimator import DepthEstimator
-from livedepth.metrics import ColormapDecoder, temporal_consistency
-from livedepth.temporal import TemporalFilter
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.render.metrics import ColormapDecoder, temporal_consistency
+from livedepth.render.temporal import TemporalFilter
 
 CANDIDATES: dict[str, Callable[[], Normalizer]] = {
     "frame P2-P98": lambda: FrameNormalizer((2.0, 98.0)),
@@ -139,7 +139,7 @@ def measure_proxy(clip: SceneClip, decoder: ColormapDecoder, noise: float) -> di
     return measure([f for f, _ in pairs], depths, decoder, Oracle([d for _, d in pairs], depths))
 
 
-# --- the temporal filter (livedepth.temporal) ---------------------------------------------------
+# --- the temporal filter (livedepth.render.temporal) ---------------------------------------------------
 
 CLIPS_DIR = Path("/work/shared/clips")
 
@@ -167,7 +167,7 @@ class Clip:
 
 
 def synthetic_clips(n: int) -> list[Clip]:
-    """640x480 clips of tests/synthetic_scene.py (ramps everywhere); the object is the only depth above 2.1."""
+    """640x480 clips of tests/support/synthetic_scene.py (ramps everywhere); the object is the only depth above 2.1."""
     specs = {
         "pan, object walks in": {},
         "pan only": {"object_speed": 0.0},
@@ -452,7 +452,7 @@ def filter_benchmark(frames: int, clip_frames: int, seeds: int, sweep: bool) -> 
     synthetic = synthetic_clips(frames)
     real = real_clips(clip_frames)
     print(f"T: TemporalFilter on synthetic clips ({frames} frames, 640x480) and real clips with a pseudo truth;")
-    print("   TC = livedepth.metrics flicker; err = RMS error vs truth after a per-frame affine fit, in units")
+    print("   TC = livedepth.render.metrics flicker; err = RMS error vs truth after a per-frame affine fit, in units")
     print("   of the truth's P1-P99 range; object = the same over the object k frames after it appears")
     print(f"   (mean of {seeds} draws)")
     print_header()

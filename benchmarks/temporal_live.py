@@ -20,10 +20,10 @@ from live_vs_model import live_fps
 
 def main() -> None:
     args = benchmark_args(__doc__, seconds=15.0, rounds=6)
-    from clips import make_clip
+    from support.clips import make_clip
 
-    from livedepth.estimator import DepthEstimator
-    from livedepth.temporal import TemporalFilter
+    from livedepth.inference.estimator import DepthEstimator
+    from livedepth.render.temporal import TemporalFilter
 
     with workspace(args.weights) as (tmp, weights):
         clip = tmp / "clip.mp4"

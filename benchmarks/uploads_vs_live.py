@@ -43,7 +43,7 @@ def upload(port: int, shape: tuple[int, int], results: list) -> None:
 
 
 def one_run(weights: Path, clip: Path, config: str | None, seconds: float, uploads: bool) -> dict:
-    from livedepth.live import build_live_run
+    from livedepth.app.live import build_live_run
     from livedepth.settings import load_settings
 
     flags = {("live", "input"): str(clip), ("web", "serve"): "127.0.0.1:0", ("live", "display"): False,
@@ -69,7 +69,7 @@ def one_run(weights: Path, clip: Path, config: str | None, seconds: float, uploa
 def main() -> None:
     args = benchmark_args(__doc__, seconds=20.0, rounds=4, more=lambda p: p.add_argument(
         "--config", help="preset or TOML file (e.g. rpi); keep-aspect and no fps cap are forced"))
-    from clips import make_clip
+    from support.clips import make_clip
 
     with workspace(args.weights) as (tmp, source_weights):
         clip = tmp / "clip.mp4"

@@ -3,7 +3,7 @@
 Every setting is a field of a section dataclass (``[model]``, ``[render]``, ...) that names
 its flag, its help and its check. :func:`load_settings` merges the three layers and validates
 every value once; a bad value, a wrong type or an unknown key is a one-line
-:class:`~livedepth.errors.LivedepthError` naming the key or flag, the value and what is allowed.
+:class:`~livedepth.core.errors.LivedepthError` naming the key or flag, the value and what is allowed.
 The presets live in ``configs/`` and ship in the wheel as ``livedepth.configs``.
 """
 
@@ -19,21 +19,22 @@ from pathlib import Path
 from types import UnionType
 from typing import Any
 
-from livedepth.colorize import LAYOUTS, NORMALIZE_MODES, colormap_names
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import ANAGLYPH_MODES, AUDIO_CHOICES, BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
+from livedepth.render.colorize import colormap_names
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
-BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-
 
 def setting(default: Any, flag: str | None = None, help: str = "", *, check: Check | None = None,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false)."""
+            choices: tuple[str, ...] | None = None, metavar: str | None = None,
+            booleans: tuple[str, str] | None = None) -> Any:
+    """A settings field: its default, its flag (``--no-x`` for a flag that sets a bool to false).
+
+    ``booleans`` are the values TOML ``true`` and ``false`` stand for, for a setting that once was a bool.
+    """
     return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
-                                            "metavar": metavar})
+                                            "metavar": metavar, "booleans": booleans})
 
 
 def multiple_of(n: int, low: int, high: int) -> Check:
@@ -59,12 +60,6 @@ def _colormap(name: str) -> str | None:
 
 def _value_range(value: tuple[float, float]) -> str | None:
     return None if value[1] > value[0] else "needs LO < HI"
-
-
-def _camera_spec(value: str) -> str | None:
-    from livedepth.sources import camera_spec_problem
-
-    return camera_spec_problem(value)
 
 
 def _sha256(value: str) -> str | None:
@@ -94,7 +89,8 @@ class WeightsSettings:
 
 @dataclass(frozen=True)
 class RenderSettings:
-    layout: str = setting("depth", "--layout", "depth, side, overlay or blur", choices=LAYOUTS)
+    layout: str = setting("depth", "--layout", "depth, side, overlay, blur; 3D: sbs, half-sbs, tab, half-tab, "
+                          "anaglyph, rgbd", choices=LAYOUTS)
     colormap: str = setting("inferno", "--colormap", "OpenCV colormap name (default inferno)", check=_colormap)
     normalize: str = setting("frame", "--normalize", "frame, stable or fixed (how depth maps to colours)",
                              choices=NORMALIZE_MODES)
@@ -107,18 +103,39 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class StereoSettings:
+    divergence: float = setting(2.0, "--divergence", "3D layouts: how much more the nearest point shifts between "
+                                "the eyes than the farthest, in %% of the width", check=between(0, 10), metavar="PCT")
+    convergence: float = setting(0.5, "--convergence", "3D layouts: the normalised depth on the screen plane "
+                                 "(0 farthest, 1 nearest)", check=between(0, 1), metavar="C")
+    anaglyph: str = setting("dubois", "--anaglyph", "anaglyph layout: dubois, color or gray", choices=ANAGLYPH_MODES)
+    swap_eyes: bool = setting(False, "--swap-eyes", "3D layouts: exchange the left and right views (cross-eyed)")
+    size: int = setting(0, "--stereo-size", "3D layouts: solve the warp at this width and upsample it (0: the "
+                        "frame's width)", check=at_least(0), metavar="N")
+
+
+@dataclass(frozen=True)
+class PointCloudSettings:
+    fov: float = setting(60.0, "--fov", "point clouds: the horizontal field of view in degrees",
+                         check=between(1, 179), metavar="DEG")
+    depth_ratio: float = setting(10.0, "--depth-ratio", "point clouds: the farthest point's distance over the "
+                                 "nearest's", check=above(1), metavar="R")
+
+
+@dataclass(frozen=True)
 class LiveSettings:
     # A string once loaded ("0", "picam", "picam:1"); TOML may give an index as an int (camera = 0).
     camera: str | int = setting("0", "--camera", "camera (when no --input is given): an index N, or picam / "
                                 "picam:N for a Raspberry Pi Camera Module through picamera2",
-                                check=_camera_spec, metavar="N|picam[:N]")
+                                check=camera_spec_problem, metavar="N|picam[:N]")
     input: str | None = setting(None, "--input", "video file, or an http(s):// or rtsp:// stream",
                                 metavar="PATH_OR_URL")
     realtime: bool = setting(False, "--realtime", "play a file at its native frame rate")
     reconnect_timeout: float = setting(30.0, "--reconnect-timeout", "give up on a dropped stream after S s",
                                        check=above(0), metavar="S")
     display: bool = setting(True, "--no-display", "no window (record, serve or measure only)")
-    snapshot_dir: Path = setting(Path("."), "--snapshot-dir", "where the s key saves PNGs", metavar="DIR")
+    snapshot_dir: Path = setting(Path("."), "--snapshot-dir", "where the s key saves PNGs (and p, PLYs)",
+                                 metavar="DIR")
     max_fps: float = setting(0.0, "--max-fps", "process at most F frames per second (0: no cap)",
                              check=at_least(0), metavar="F")
     max_frames: int | None = setting(None, "--max-frames", "stop after N processed frames", check=at_least(1),
@@ -141,18 +158,23 @@ class WebSettings:
     stream_fps: float = setting(0.0, check=at_least(0))
     max_upload_mb: float = setting(20.0, check=above(0))
     max_upload_megapixels: float = setting(50.0, check=above(0))
+    uploads: bool = setting(True, "--no-uploads", "no photo upload: its worker process (and its memory) never starts")
+    upload_idle_s: float = setting(120.0, check=above(0))
 
 
 @dataclass(frozen=True)
 class ConvertSettings:
     crf: int = setting(20, "--crf", "H.264 quality, lower is better", check=between(0, 51), metavar="N")
     preset: str = setting("veryfast", "--preset", "x264 speed/size trade-off", choices=X264_PRESETS)
-    audio: bool = setting(True, "--no-audio", "drop the audio")
+    audio: str = setting("all", "--audio", "audio streams to copy: all, first or none (--no-audio: none); "
+                         "subtitles are copied too", choices=AUDIO_CHOICES, booleans=("all", "none"))
     fragmented: bool = setting(True)
     raw: Path | None = setting(None, "--raw", "also save 16-bit depth: a .mkv (FFV1) or a folder of PNGs",
                                metavar="PATH")
     overwrite: bool = setting(False, "--overwrite", "replace existing outputs")
     keep_damaged: bool = setting(False, "--keep-damaged", "keep the output of a damaged input (exit 0)")
+    ply: Path | None = setting(None, "--ply", "also save point clouds (binary PLY) in this folder", metavar="DIR")
+    ply_every: int = setting(1, "--ply-every", "with --ply: every Nth frame", check=at_least(1), metavar="N")
 
 
 @dataclass(frozen=True)
@@ -162,6 +184,8 @@ class Settings:
     model: ModelSettings = ModelSettings()
     weights: WeightsSettings = WeightsSettings()
     render: RenderSettings = RenderSettings()
+    stereo: StereoSettings = StereoSettings()
+    pointcloud: PointCloudSettings = PointCloudSettings()
     live: LiveSettings = LiveSettings()
     web: WebSettings = WebSettings()
     convert: ConvertSettings = ConvertSettings()
@@ -256,6 +280,8 @@ def _validated(section: str, name: str, value: Any, from_flag: bool, where: str)
     label = f"{spec.metadata['flag']} {value}" if from_flag else f"{where}: [{section}] {name} = {_describe(value)}"
     if value is None:
         return None
+    if spec.metadata["booleans"] and isinstance(value, bool):
+        value = spec.metadata["booleans"][0 if value else 1]
     try:
         converted = _convert(value, typing.get_type_hints(cls)[name], from_flag)
     except ValueError as exc:

@@ -8,11 +8,42 @@
 # over. Its numpy is then kept at the system's major version (numpy<2 on bookworm), because
 # the apt modules picamera2 loads (simplejpeg, ...) are built against it.
 # LIVEDEPTH_SYSTEM_SITE_PACKAGES=1 or 0 overrides the detection; elsewhere nothing changes.
+#
+# Progress: pip's whole output goes to $VENV/bootstrap.log. On a terminal pip shows its own
+# progress bars too; otherwise a line per phase and per downloaded wheel says what is going on.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LIVEDEPTH_VENV:-$ROOT/.venv}"
 EXTRAS="${1:-}"
 BASE_PYTHON="${PYTHON:-python3}"
+bootstrap_start=$SECONDS
+
+say() { echo "bootstrap: $*" >&2; }
+
+# Run pip with "$@"; its output is kept in $log.
+pip_step() {
+    if [ -t 2 ]; then
+        "$VENV/bin/python" -m pip "$@" --log "$log" >&2
+    else
+        "$VENV/bin/python" -m pip "$@" 2>&1 | pip_milestones
+    fi
+}
+
+# pip's output (stdin) to $log, and its downloads and its install as a line each.
+pip_milestones() {
+    local line rest names
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >>"$log"
+        case "$line" in
+            *"Downloading "*)
+                rest="${line#*Downloading }"
+                say "  downloading ${rest##*/}" ;;
+            "Installing collected packages: "*)
+                IFS=', ' read -ra names <<<"${line#*: }"
+                say "  installing ${#names[@]} packages" ;;
+        esac
+    done
+}
 
 pi_has_picamera2() {
     [ "$(uname -m)" = aarch64 ] || return 1
@@ -32,14 +63,15 @@ esac
 
 if [ ! -x "$VENV/bin/python" ]; then
     if [ "$system_site" = 1 ]; then
-        echo "bootstrap: $why: creating $VENV with --system-site-packages" >&2
+        say "$why: creating $VENV with --system-site-packages"
         "$BASE_PYTHON" -m venv --system-site-packages "$VENV"
     else
+        say "creating $VENV"
         "$BASE_PYTHON" -m venv "$VENV"
     fi
 elif [ "$system_site" = 1 ] && ! grep -qiE '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
     # What --system-site-packages writes; the installed packages stay.
-    echo "bootstrap: $why: turning on system site packages in $VENV" >&2
+    say "$why: turning on system site packages in $VENV"
     sed -i -E 's/^(include-system-site-packages *= *).*/\1true/I' "$VENV/pyvenv.cfg"
 fi
 
@@ -57,13 +89,16 @@ if [ "$system_site" = 1 ]; then
 fi
 stamp="$VENV/.installed-${EXTRAS:-base}$mode-$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    echo "bootstrap: installing livedepth${EXTRAS:+[$EXTRAS]} into $VENV (first run only)" >&2
     log="$VENV/bootstrap.log"
-    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-           "$VENV/bin/python" -m pip install "${constraints[@]}" -e "$ROOT${EXTRAS:+[$EXTRAS]}"; } >"$log" 2>&1; then
-        tail -n 30 "$log" >&2
-        echo "bootstrap: pip install failed; full log in $log" >&2
+    : >"$log"
+    say "installing livedepth${EXTRAS:+[$EXTRAS]} into $VENV (first run only; pip's log: $log)"
+    if ! { say "upgrading pip" && pip_step install --upgrade pip &&
+           say "installing livedepth${EXTRAS:+[$EXTRAS]} and its dependencies (torch, OpenCV, ...)" &&
+           pip_step install "${constraints[@]}" -e "$ROOT${EXTRAS:+[$EXTRAS]}"; }; then
+        [ -t 2 ] || tail -n 30 "$log" >&2  # on a terminal pip's error is on the screen already
+        say "pip install failed; full log in $log"
         exit 1
     fi
     touch "$stamp"
+    say "done in $((SECONDS - bootstrap_start)) s"
 fi

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from golden import expand_synthetic_weights
+from support.golden import expand_synthetic_weights
 
 
 def _isolate(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:

@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
-from golden import TEST_IMAGE
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.golden import TEST_IMAGE
 
 from livedepth import backends
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator, synthetic_frames
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator, synthetic_frames
 
 SLOW_S = 0.15
 

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, run_cli
-from golden import TEST_IMAGE, load_fixture, rel_error
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.golden import TEST_IMAGE, load_fixture, rel_error
 
 from livedepth import backends
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator, synthetic_frames
-from livedepth.model import build_model, fold_batchnorm, load_model, static_padding
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator, synthetic_frames
+from livedepth.model.midas import build_model, fold_batchnorm, load_model, static_padding
 
 FP32 = ["torch", "onnx", "openvino"]
 
@@ -172,7 +172,7 @@ def test_openvino_is_imported_without_usage_telemetry() -> None:
 
 def test_convert_int8_calibrates_on_its_input_and_reuses_the_calibrated_model(private_weights, tmp_path) -> None:
     _require("int8")
-    from clips import make_clip
+    from support.clips import make_clip
 
     src = tmp_path / "in.mp4"
     make_clip(src, frames=12, width=96, height=64, audio=None)

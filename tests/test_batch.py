@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from clips import GOOD, audio_packets, decoded_pts, make_clip, make_library
-from cli_helpers import ROOT, run_cli
+from support.clips import GOOD, audio_packets, decoded_pts, make_clip, make_library
+from support.cli_helpers import ROOT, run_cli
 
-from livedepth.batch import plan
-from livedepth.errors import LivedepthError
+from livedepth.app.batch import plan
+from livedepth.core.errors import LivedepthError
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
@@ -117,7 +117,7 @@ def test_sigint_mid_batch_keeps_finished_files_and_the_next_run_completes(tmp_pa
 
 
 def test_bad_batch_arguments_are_one_line(library, tmp_path):
-    from cli_helpers import assert_one_line_error
+    from support.cli_helpers import assert_one_line_error
 
     assert_one_line_error(run_cli("convert", str(library), str(tmp_path / "x.mp4")), "OUT must be a folder")
     assert_one_line_error(run_cli("convert", str(library), str(tmp_path), "--jobs", "0"), "--jobs 0")
@@ -131,7 +131,7 @@ def test_jobs_auto_measures_each_split_once_and_reuses_it(tmp_path, weights_pt):
     first = _convert(str(inputs), str(out), "--jobs", "auto", "--weights", str(weights_pt))
     assert first.returncode == 0, first.stderr
     from livedepth.backends import available_cores
-    from livedepth.batch import splits
+    from livedepth.app.batch import splits
 
     measured = [line for line in first.stderr.splitlines() if "frames/s" in line and "--jobs auto" in line]
     assert len(measured) == len(splits(available_cores())), first.stderr

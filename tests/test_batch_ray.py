@@ -1,6 +1,6 @@
 """Batch conversion on a real two-node Ray cluster, sealed in a private network namespace.
 
-Every Ray process runs inside a namespace that has only a loopback interface (tests/ray_netns.py),
+Every Ray process runs inside a namespace that has only a loopback interface (tests/support/ray_netns.py),
 so no traffic can leave 127.0.0.1; the supervisor also samples every socket and reports any
 non-loopback address.
 """
@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from clips import GOOD, decoded_pts, make_clip, make_library
-from cli_helpers import ROOT
-from ray_netns import KILL_MARKER, missing_tools, run_ray_driver
+from support.clips import GOOD, decoded_pts, make_clip, make_library
+from support.cli_helpers import ROOT
+from support.ray_netns import KILL_MARKER, missing_tools, run_ray_driver
 from test_batch import _output, assert_same_media
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()) or __import__("importlib").util.find_spec("ray") is None,
                                 reason=f"needs ray and {', '.join(missing_tools()) or 'root'}")
-DRIVER = ROOT / "tests" / "ray_cli_driver.py"
+DRIVER = ROOT / "tests" / "support" / "ray_cli_driver.py"
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from cli_helpers import run_cli
+from support.cli_helpers import run_cli
 from livedepth import backends, bench
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 ROW_KEYS = {"backend", "threads", "size", "median_ms", "p90_ms", "gflops", "pct_peak"}
 

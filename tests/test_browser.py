@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from livedepth.estimator import DepthEstimator
-from livedepth.web import WebOptions
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.web.server import WebOptions
 from test_web import FIXTURE_PNG, SyntheticSource, running_pipeline
 
 CHROMIUM = Path("/usr/bin/chromium")

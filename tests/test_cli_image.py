@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
-from golden import TEST_IMAGE
-from livedepth.estimator import DepthEstimator
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.golden import TEST_IMAGE
+from livedepth.inference.estimator import DepthEstimator
 
 
 @pytest.mark.parametrize(("layout", "width"), [("depth", 640), ("side", 1280), ("overlay", 640)])

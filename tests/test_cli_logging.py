@@ -18,7 +18,7 @@ def test_logging_leaves_the_root_logger_alone_and_goes_through_tqdm(capsys, monk
     monkeypatch.setattr(tqdm, "write", classmethod(lambda cls, s, **kw: (written.append(s), real_write(s, **kw))))
     try:
         setup_logging()
-        logging.getLogger("livedepth.convert").info("hello %d", 1)
+        logging.getLogger("livedepth.run.convert").info("hello %d", 1)
         logging.getLogger("somebody.else").warning("not ours")
         warnings.warn("a library warning", UserWarning, stacklevel=1)
     finally:

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from livedepth.video import VideoWriter, read_frames
+from livedepth.io.video import VideoWriter, read_frames
 
 #: Flat RGB patches, 64x64 each so that 4:2:0 chroma is exact at their centres.
 PATCHES = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128), (200, 120, 40), (40, 80, 150)]

@@ -5,13 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from synthetic_scene import SceneClip, midas_like, tc_by_mode
+from support.synthetic_scene import SceneClip, midas_like, tc_by_mode
 
-from livedepth.colorize import (
-    LAYOUTS,
+from livedepth.render.colorize import (
     Colorizer,
     StableNormalizer,
-    _global_shift,
     apply_colormap,
     blur_background,
     colormap_lut,
@@ -20,7 +18,9 @@ from livedepth.colorize import (
     percentile_bounds,
     scale_to_uint8,
 )
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
+from livedepth.core.vocab import LAYOUTS
+from livedepth.render.alignment import _global_shift
 
 
 def _ramp(h: int = 60, w: int = 80) -> np.ndarray:

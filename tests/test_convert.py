@@ -11,11 +11,11 @@ import av
 import cv2
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
-from clips import audio_packets, decoded_pts, make_audio_only, make_clip, make_empty_video
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.clips import audio_packets, decoded_pts, make_audio_only, make_clip, make_empty_video
 
-from livedepth.rawdepth import DepthScale, load_scale
-from livedepth.video import probe, read_frames
+from livedepth.io.rawdepth import DepthScale, load_scale
+from livedepth.io.video import probe, read_frames
 
 
 def _convert(src: Path, out: Path, weights: Path, *extra: str):
@@ -60,8 +60,8 @@ def test_output_is_depth_not_the_input(ntsc):
 
 
 def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
-    from livedepth.convert import make_temporal
-    from livedepth.estimator import build_estimator
+    from livedepth.app.estimator import build_estimator
+    from livedepth.app.render import make_temporal
     from livedepth.settings import load_settings
 
     src, _, raw, _ = ntsc

@@ -11,10 +11,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from cli_helpers import ROOT
-from clips import decoded_pts, frames_in_growing_file, make_clip
+from support.cli_helpers import ROOT
+from support.clips import decoded_pts, frames_in_growing_file, make_clip
 
-from livedepth.convert import partial_path
+from livedepth.run.convert import partial_path
 
 FRAMES = 900  # far more than gets converted before the signal
 

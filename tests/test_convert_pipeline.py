@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 import pytest
-from clips import decoded_pts, make_clip
+from support.clips import decoded_pts, make_clip
 
-from livedepth.colorize import Colorizer
-from livedepth.convert import Converter, partial_path
-from livedepth.errors import LivedepthError
-from livedepth.video import probe
+from livedepth.render.colorize import Colorizer
+from livedepth.run.convert import Converter, partial_path
+from livedepth.core.errors import LivedepthError
+from livedepth.io.video import probe
 
 
 def _depth(image: np.ndarray) -> np.ndarray:

@@ -8,10 +8,10 @@ import sys
 import time
 from fractions import Fraction
 
-from clips import decoded_pts, frames_in_growing_file, make_clip
-from cli_helpers import ROOT
+from support.clips import decoded_pts, frames_in_growing_file, make_clip
+from support.cli_helpers import ROOT
 
-from livedepth.convert import partial_path
+from livedepth.run.convert import partial_path
 
 
 def test_second_sigint_ends_a_slow_convert_within_5_s(tmp_path, weights_pt):

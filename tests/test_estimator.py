@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from golden import TEST_IMAGE, load_fixture, rel_error
-from livedepth.estimator import DepthEstimator, network_size, preprocess
+from support.golden import TEST_IMAGE, load_fixture, rel_error
+from livedepth.inference.estimator import DepthEstimator, network_size, preprocess
 
 
 @pytest.mark.parametrize(

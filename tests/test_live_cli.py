@@ -10,9 +10,9 @@ import sys
 import time
 
 import av
-from clips import live_clip
-from cli_helpers import ROOT, assert_one_line_error, run_cli
-from live_helpers import free_port, kill, start_mjpeg_server
+from support.clips import live_clip
+from support.cli_helpers import ROOT, assert_one_line_error, run_cli
+from support.live_helpers import free_port, kill, start_mjpeg_server
 
 STATS_KEYS = {
     "frames_captured", "frames_processed", "frames_dropped", "frames_shown",
@@ -51,6 +51,23 @@ def test_file_run_writes_stats_and_a_playable_recording(tmp_path, weights_pt):
     with av.open(str(out)) as container:
         frames = list(container.decode(video=0))
     assert len(frames) == 6 and (frames[0].width, frames[0].height) == (320, 120)
+
+
+def backend_log_lines(tmp_path, weights_pt, *flags: str) -> list[str]:
+    """The ``backend:`` log lines of a one-frame live run."""
+    clip = live_clip(tmp_path / "clip.mp4", 3, 25.0)
+    proc = run_cli("live", "--input", str(clip), "--no-display", "--max-frames", "1", "--size", "64",
+                   "--weights", str(weights_pt), *flags)
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stderr.splitlines() if line.startswith("livedepth: backend:")]
+
+
+def test_start_up_log_names_the_backend_that_runs_and_its_threads(tmp_path, weights_pt):
+    # the tests' environment chooses ONNX Runtime (LIVEDEPTH_BACKEND); a flag chooses torch
+    assert backend_log_lines(tmp_path, weights_pt, "--threads", "1") == [
+        "livedepth: backend: onnx (LIVEDEPTH_BACKEND) on cpu, 1 thread"]
+    assert backend_log_lines(tmp_path, weights_pt, "--backend", "torch", "--threads", "2") == [
+        "livedepth: backend: torch on cpu, 2 threads"]
 
 
 def test_run_live_py_is_the_same_command_and_config_is_overridden_by_flags(tmp_path, weights_pt):
@@ -98,7 +115,7 @@ def test_sigterm_stops_cleanly_with_stats_and_a_playable_file(tmp_path, weights_
 
 
 def test_opencv_without_gui_is_explained(monkeypatch):
-    from livedepth import display
+    from livedepth.io import display
 
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(display.cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")

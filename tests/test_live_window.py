@@ -1,4 +1,4 @@
-"""A real OpenCV window under Xvfb: it appears, `s` saves a PNG, `q` quits with exit 0."""
+"""A real OpenCV window under Xvfb: it appears, `s` saves a PNG, `p` a PLY, `l` cycles the layouts, `q` quits."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import pytest
-from cli_helpers import ROOT, assert_one_line_error
-from clips import live_clip
+from support.cli_helpers import ROOT, assert_one_line_error
+from support.clips import live_clip
+from support.ply_reader import read_ply
 
 T = TypeVar("T")
 
@@ -97,6 +98,39 @@ def _screenshot(env: dict[str, str]) -> np.ndarray:
     return np.frombuffer(image.data, np.uint8).reshape(size.height, size.width, 4)[:, :, :3]
 
 
+def _geometry(env: dict[str, str], window: str) -> tuple[int, int, int, int]:
+    """x, y, width, height of an X window."""
+    g = dict(line.split("=") for line in _x(env, "xdotool", "getwindowgeometry", "--shell", window).split())
+    x, y, w, h = (int(g[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+    return x, y, w, h
+
+
+def _wait_painted(env: dict[str, str], window: str, proc: subprocess.Popen[str],
+                  size: tuple[int, int] = (160, 120)) -> tuple[int, int, np.ndarray]:
+    """Wait until ``window`` has ``size`` (it takes the frame's once the first frame is shown) and
+    shows a picture; its position and pixels."""
+    black_checks = 0
+
+    def painted() -> tuple[int, int, np.ndarray] | None:
+        nonlocal black_checks
+        x, y, w, h = _geometry(env, window)
+        if (w, h) != size:
+            return None
+        region = _screenshot(env)[y:y + h, x:x + w]
+        if region.std() > 10:
+            return x, y, region
+        black_checks += 1
+        if black_checks % 10 == 0:
+            # Under bare Xvfb (no window manager) Qt sometimes misses the MapNotify of its
+            # own window and never paints it; mapping it again, as a window manager would,
+            # lets it paint. The window stays the same one the run opened.
+            _x(env, "xdotool", "windowunmap", "--sync", window)
+            _x(env, "xdotool", "windowmap", "--sync", window)
+        return None
+
+    return _wait_for(painted, 60, f"the {size[0]}x{size[1]} depth image in the window", proc)
+
+
 @needs_xvfb
 def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path: Path, weights_pt: Path, xvfb: dict[str, str]) -> None:
     clip = live_clip(tmp_path / "clip.mp4", 1500, 25.0)  # 60 s: the run ends by the q key, not the file
@@ -110,29 +144,7 @@ def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path: Path, weights_pt:
     try:
         window = _wait_for(lambda: _x(xvfb, "xdotool", "search", "--name", "^livedepth$", check=False).split(),
                            120, "the livedepth window", proc)[0]
-
-        black_checks = 0
-
-        def painted() -> tuple[int, int, np.ndarray] | None:
-            nonlocal black_checks
-            geometry = _x(xvfb, "xdotool", "getwindowgeometry", "--shell", window)
-            g = dict(line.split("=") for line in geometry.split())
-            x, y, w, h = (int(g[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
-            if (w, h) != (160, 120):  # the window takes the frame's size once the first frame is shown
-                return None
-            region = _screenshot(xvfb)[y:y + h, x:x + w]
-            if region.std() > 10:
-                return x, y, region
-            black_checks += 1
-            if black_checks % 10 == 0:
-                # Under bare Xvfb (no window manager) Qt sometimes misses the MapNotify of its
-                # own window and never paints it; mapping it again, as a window manager would,
-                # lets it paint. The window stays the same one the run opened.
-                _x(xvfb, "xdotool", "windowunmap", "--sync", window)
-                _x(xvfb, "xdotool", "windowmap", "--sync", window)
-            return None
-
-        x, y, region = _wait_for(painted, 60, "the 160x120 depth image in the window", proc)
+        x, y, region = _wait_painted(xvfb, window, proc)
         w, h = 160, 120
         # the status overlay (white text on a black band) is drawn at the top left
         assert (region[:15, :] > 200).all(axis=2).sum() > 10
@@ -154,6 +166,44 @@ def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path: Path, weights_pt:
         proc.kill()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "quit" in stderr
+
+
+@needs_xvfb
+def test_l_cycles_the_3d_layouts_and_p_saves_a_point_cloud(tmp_path: Path, weights_pt: Path,
+                                                           xvfb: dict[str, str]) -> None:
+    clip = live_clip(tmp_path / "clip.mp4", 1500, 25.0)
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livedepth", "live", "--input", str(clip), "--realtime", "--threads", "1",
+         "--snapshot-dir", str(snaps), "--fov", "80", "--weights", str(weights_pt)],
+        cwd=ROOT, env=xvfb, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        window = _wait_for(lambda: _x(xvfb, "xdotool", "search", "--name", "^livedepth$", check=False).split(),
+                           120, "the livedepth window", proc)[0]
+        x, y, _ = _wait_painted(xvfb, window, proc)
+        _x(xvfb, "xdotool", "mousemove", str(x + 80), str(y + 60))
+        _x(xvfb, "xdotool", "key", "p")
+
+        def cloud() -> bytes | None:
+            plys = list(snaps.glob("livedepth-*.ply"))  # written under a temporary name, then renamed
+            return plys[0].read_bytes() if plys else None
+
+        header, points = read_ply(_wait_for(cloud, 30, "the point cloud PLY", proc))
+        assert points.size == 160 * 120 and "fov 80" in " ".join(header)
+        assert (points["z"] >= 1).all() and points["z"].max() > points["z"].min()
+
+        # depth -> side, overlay, blur, sbs, half-sbs, tab: the window takes each layout's size
+        _x(xvfb, "xdotool", "key", "l", "l", "l", "l", "l", "l")
+        _wait_painted(xvfb, window, proc, size=(160, 240))
+        _x(xvfb, "xdotool", "key", "q")
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    layouts = [line.split("layout: ")[1] for line in stderr.splitlines() if "layout: " in line]
+    assert layouts == ["side", "overlay", "blur", "sbs", "half-sbs", "tab"]
 
 
 def test_unreachable_display_is_a_one_line_error_not_an_abort(tmp_path: Path, weights_pt: Path) -> None:

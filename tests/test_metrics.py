@@ -7,11 +7,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
-from synthetic_scene import SceneClip, tc_by_mode
+from support.cli_helpers import assert_one_line_error, run_cli
+from support.synthetic_scene import SceneClip, tc_by_mode
 
-from livedepth.colorize import Colorizer, apply_colormap, colormap_names
-from livedepth.metrics import ColormapDecoder, guess_colormap, temporal_consistency
+from livedepth.render.colorize import Colorizer, apply_colormap, colormap_names
+from livedepth.render.metrics import ColormapDecoder, guess_colormap, temporal_consistency
 
 
 @pytest.fixture(scope="module")

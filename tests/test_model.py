@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from golden import FIXTURES, load_fixture, rel_error
-from livedepth.model import build_model, load_model
+from support.golden import FIXTURES, load_fixture, rel_error
+from livedepth.model.midas import build_model, load_model
 
 
 def test_state_dict_matches_official_schema() -> None:

@@ -1,6 +1,6 @@
 """The Camera Module source (picamera2) without a Raspberry Pi.
 
-``tests/fake_picamera2/`` is an API-contract stand-in for picamera2 (see its docstring): these
+``tests/support/fake_picamera2/`` is an API-contract stand-in for picamera2 (see its docstring): these
 tests check that livedepth uses picamera2's documented calls correctly (configuration, BGR
 layout of ``"RGB888"``, sensor timestamps, release, stop and close on every way out). They are
 not a test of real hardware.
@@ -18,18 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
+from support.cli_helpers import assert_one_line_error, run_cli
 
-from livedepth import sources
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator
-from livedepth.pipeline import LivePipeline
+from livedepth.io import picamera, sources
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.run.pipeline import LivePipeline
 from livedepth.settings import load_settings
-from livedepth.sinks import Sink
-from livedepth.sources import PicameraSource, open_source, parse_camera
+from livedepth.io.sinks import Sink
+from livedepth.io.picamera import PicameraSource
+from livedepth.io.sources import open_source, parse_camera
 
-FAKE = Path(__file__).resolve().parent / "fake_picamera2"
+FAKE = Path(__file__).resolve().parent / "support" / "fake_picamera2"
 SMALL = (160, 120)
 
 
@@ -121,7 +122,7 @@ def test_a_camera_error_mid_stream_ends_the_run_and_closes_the_camera(fake, esti
 
 
 def test_a_stalled_camera_is_an_error(fake, monkeypatch):
-    monkeypatch.setattr(sources, "CAMERA_STALL_S", 0.3)
+    monkeypatch.setattr(picamera, "CAMERA_STALL_S", 0.3)
     source = PicameraSource(0, size=SMALL)
     camera = fake.instances[-1]
     camera.stall_after = 2

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 
-from clips import live_clip
+from support.clips import live_clip
 
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator
-from livedepth.pipeline import LivePipeline
-from livedepth.frames import Rendered
-from livedepth.sinks import RecordSink, Sink
-from livedepth.sources import FileSource, Source
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.run.pipeline import LivePipeline
+from livedepth.core.frames import Rendered
+from livedepth.io.sinks import RecordSink, Sink
+from livedepth.io.source import Source
+from livedepth.io.sources import FileSource
 
 STATS_KEYS = {
     "frames_captured", "frames_processed", "frames_dropped", "frames_shown",

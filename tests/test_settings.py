@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
+from support.cli_helpers import assert_one_line_error, run_cli
 
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 from livedepth.settings import load_settings, preset_names
 
 TEST_IMAGE = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
@@ -39,6 +39,8 @@ def test_flags_override_the_preset_which_overrides_the_defaults():
         ("[live]\nrealtime = 1\n", "[live] realtime = 1: expected true or false"),
         ("[web]\njpeg_quality = 0\n", "[web] jpeg_quality = 0: must be from 1 to 100"),
         ("[web]\nport = 70000\n", "[web] port = 70000: must be from 0 to 65535"),
+        ("[web]\nupload_idle_s = 0\n", "[web] upload_idle_s = 0: must be greater than 0"),
+        ('[web]\nuploads = "no"\n', '[web] uploads = "no": expected true or false'),
         ("[live]\nmax_fps = -1\n", "[live] max_fps = -1: must be at least 0"),
         ("[render]\nalpha = 1.5\n", "[render] alpha = 1.5: must be from 0 to 1"),
         ('[render]\nlayout = "tiles"\n', '[render] layout = "tiles": must be one of depth, side, overlay, blur'),

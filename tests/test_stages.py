@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from livedepth.errors import LivedepthError
-from livedepth.stages import Channel, Latest, Stages
+from livedepth.core.errors import LivedepthError
+from livedepth.core.stages import Channel, Latest, Stages
 
 
 def test_channel_delivers_everything_in_order_and_stays_bounded():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from synthetic_scene import SceneClip
+from support.synthetic_scene import SceneClip
 
-from livedepth.temporal import TemporalFilter
+from livedepth.render.temporal import TemporalFilter
 
 W, H = 320, 240
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import av
 import numpy as np
-from clips import live_clip, make_clip
-from cli_helpers import run_cli
+from support.clips import live_clip, make_clip
+from support.cli_helpers import run_cli
 
-from livedepth.colorize import Colorizer
-from livedepth.estimator import DepthEstimator
-from livedepth.frames import Rendered
-from livedepth.pipeline import LivePipeline
-from livedepth.sinks import Sink
-from livedepth.sources import FileSource
-from livedepth.temporal import TemporalFilter
+from livedepth.render.colorize import Colorizer
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.core.frames import Rendered
+from livedepth.run.pipeline import LivePipeline
+from livedepth.io.sinks import Sink
+from livedepth.io.sources import FileSource
+from livedepth.render.temporal import TemporalFilter
 
 
 def _raw_frames(path) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""livedepth.video: probing, readers and the timestamp-keeping H.264 writer, read back with PyAV."""
+"""livedepth.io.video: probing, readers and the timestamp-keeping H.264 writer, read back with PyAV."""
 
 from __future__ import annotations
 
@@ -8,26 +8,27 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from clips import audio_packet_times, audio_packets, decoded_pts, frame_image, make_audio_only, make_clip
+from support.clips import audio_packet_times, audio_packets, decoded_pts, frame_image, make_audio_only, make_clip
 
-from livedepth.errors import LivedepthError
-from livedepth.rawdepth import DepthScale
-from livedepth.frames import Frame
-from livedepth.video import VideoWriter, demux, probe, read_frames
+from livedepth.core.errors import LivedepthError
+from livedepth.core.frames import Frame
+from livedepth.io.passthrough import kept_streams
+from livedepth.io.rawdepth import DepthScale
+from livedepth.io.video import VideoWriter, demux, probe, read_frames
 
 
 def _copy(src, dst, **kwargs) -> None:
-    """Re-encode ``src`` through VideoWriter with its own time base, pts and audio."""
+    """Re-encode ``src`` through VideoWriter with its own time base, pts, audio and subtitles."""
     info = probe(src)
     with av.open(str(src)) as inp:
-        template = inp.streams.audio[0] if inp.streams.audio else None
+        templates = kept_streams(inp)
         with VideoWriter(dst, info.width, info.height, info.time_base, info.rate,
-                         audio_template=template, **kwargs) as writer:
-            for item in demux(src):
+                         streams=templates, **kwargs) as writer:
+            for item in demux(src, [stream.index for stream in templates]):
                 if isinstance(item, Frame):
                     writer.write(item.image, item.pts)
                 else:
-                    writer.mux_audio(item)
+                    writer.mux_packet(item)
 
 
 def test_probe_reports_exact_rate_and_count(tmp_path):
@@ -160,7 +161,7 @@ def test_truncated_file_reports_skipped_frames(tmp_path):
     make_clip(src, frames=30, audio=None, options={"movflags": "faststart"})
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
-    from livedepth.video import DecodeReport
+    from livedepth.io.video import DecodeReport
 
     report = DecodeReport()
     frames = [item for item in demux(cut, report=report)]

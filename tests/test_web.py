@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -19,13 +21,13 @@ import cv2
 import numpy as np
 import pytest
 
-from livedepth.colorize import Colorizer
-from livedepth.errors import LivedepthError
-from livedepth.estimator import DepthEstimator
-from livedepth.pipeline import LivePipeline
-from livedepth.sources import Source
-from livedepth.uploads import image_size
-from livedepth.web import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
+from livedepth.render.colorize import Colorizer
+from livedepth.core.errors import LivedepthError
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.run.pipeline import LivePipeline
+from livedepth.io.source import Source
+from livedepth.web.uploads import image_size
+from livedepth.web.server import BOUNDARY, WebOptions, WebServer, WebSink, check_bind, parse_address
 
 FIXTURE_PNG = Path(__file__).parent / "fixtures" / "test_image_640x480.png"
 
@@ -352,6 +354,60 @@ def test_closing_the_server_ends_an_upload_in_progress(estimator) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # ended and reaped
     assert results and results[0] != 200, "the upload was cut short, not finished"
+
+
+def child_pids(parent: int) -> set[int]:
+    """The processes whose parent is ``parent`` (read from /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if int(fields[1]) == parent:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def test_uploads_off_start_no_worker_and_refuse_a_photo(estimator) -> None:
+    before = child_pids(os.getpid())
+    server = WebServer(WebOptions(port=0, uploads=False), estimator=estimator).start()
+    try:
+        assert get(server.port, "/")[0] == 200  # loading the page readies no worker either
+        assert json.loads(get(server.port, "/settings")[2])["upload"] is False  # the page hides the control
+        status, headers, body = get(server.port, "/depth", method="POST", body=FIXTURE_PNG.read_bytes())
+        assert status == 404 and body == b"error: photo upload is turned off on this server\n"
+        assert server.uploads is None
+        assert child_pids(os.getpid()) <= before, "no process was started"
+    finally:
+        server.close()
+
+
+def logged_pids(caplog: pytest.LogCaptureFixture, event: str) -> list[int]:
+    """The process ids of the ``upload worker EVENT ... (process N`` log lines, in order."""
+    return [int(m.group(1)) for r in caplog.records
+            if (m := re.match(rf"upload worker {event}.*\(process (\d+)", r.getMessage()))]
+
+
+def test_an_idle_upload_worker_ends_and_the_next_upload_starts_another(estimator, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="livedepth")
+    server = WebServer(WebOptions(port=0, upload_idle_s=1), estimator=estimator).start()
+    data = FIXTURE_PNG.read_bytes()
+    try:
+        assert upload_png(server.port, data)[0] == 200
+        [first] = logged_pids(caplog, "started")
+        deadline = time.monotonic() + 120
+        while not logged_pids(caplog, "ended") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert logged_pids(caplog, "ended") == [first], caplog.text
+        assert server.uploads.pid is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)  # ended and reaped
+        assert upload_png(server.port, data)[0] == 200
+        started = logged_pids(caplog, "started")
+        assert len(started) == 2 and started[1] != first, "a new worker process answered"
+    finally:
+        server.close()
 
 
 def test_image_size_reads_headers_without_decoding() -> None:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_helpers import ROOT, assert_one_line_error, run_cli
+from support.cli_helpers import ROOT, assert_one_line_error, run_cli
 from test_web import FIXTURE_PNG, get, read_mjpeg_frames
 
 
@@ -99,3 +99,31 @@ def test_run_live_serve_port(weights_pt: Path, clip: Path) -> None:
         assert len(read_mjpeg_frames(port, 2)) == 2
         assert json.loads(get(port, "/stats")[2])["frames_processed"] >= 2
     assert proc.returncode == 130, proc.stderr.read()  # stopped by Ctrl+C
+
+
+def test_no_uploads_refuses_a_photo_and_starts_no_process(weights_pt: Path, clip: Path) -> None:
+    """With uploads off the server process has no child at all; with them on, one upload starts
+    the worker (and multiprocessing's resource tracker)."""
+    from test_web import child_pids
+
+    for flags, expected in (("--no-uploads",), 404), ((), 200):
+        args = ("-m", "livedepth", "serve", "--input", str(clip), "--realtime", "--port", "0",
+                "--weights", str(weights_pt), *flags)
+        with serving(*args) as (proc, url):
+            port = port_of(url)
+            assert get(port, "/")[0] == 200
+            assert json.loads(get(port, "/settings")[2])["upload"] is (expected == 200)
+            status, _, body = get(port, "/depth", method="POST", body=FIXTURE_PNG.read_bytes())
+            assert status == expected, body
+            children = child_pids(proc.pid)
+            if flags:
+                assert body == b"error: photo upload is turned off on this server\n"
+                assert not children, children
+            else:
+                assert children, "the upload worker runs as a child process"
+        assert proc.returncode == 130, proc.stderr.read()
+
+
+def test_serve_with_nothing_to_serve_is_one_line_error() -> None:
+    proc = run_cli("serve", "--port", "0", "--no-uploads")
+    assert_one_line_error(proc, "nothing to serve")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from livedepth.estimator import DepthEstimator
-from livedepth.web import WebOptions
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.web.server import WebOptions
 from test_web import SyntheticSource, get, mjpeg_stream, running_pipeline
 
 #: Viewers in another process: on "open", ten connect (nine read everything, one never reads);

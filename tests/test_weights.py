@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from livedepth import weights as w
-from livedepth.errors import WeightsError
-from livedepth.model import build_model, load_model
+from livedepth.model import weights as w
+from livedepth.core.errors import WeightsError
+from livedepth.model.midas import build_model, load_model
 
 
 class _FileServer:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from cli_helpers import ROOT
+from support.cli_helpers import ROOT
 
 TEST_IMAGE = ROOT / "tests" / "fixtures" / "test_image_640x480.png"
 
@@ -25,7 +25,16 @@ def installed(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     assert (target / "livedepth" / "configs" / "rpi.toml").is_file()
+    assert (target / "livedepth" / "web" / "static" / "view3d.js").is_file(), "the web page's 3D view script"
     return target
+
+
+def test_the_wheel_has_every_module_and_the_page(installed):
+    source = ROOT / "livedepth"
+    shipped = {p.relative_to(installed / "livedepth") for p in (installed / "livedepth").rglob("*.py")}
+    missing = {p.relative_to(source) for p in source.rglob("*.py")} - shipped
+    assert not missing, f"not in the wheel: {sorted(map(str, missing))}"
+    assert (installed / "livedepth" / "web" / "static" / "index.html").is_file()
 
 
 def _image(installed: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:

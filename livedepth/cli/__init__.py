@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from livedepth.cli import bench, convert, image, live, metrics, weights
 from livedepth.cli.common import EXIT_USAGE
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
 
 log = logging.getLogger("livedepth")
 

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 from livedepth.cli.common import add_config_flags, say, settings_from
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import check_writable, write_json
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +39,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth import bench
-    from livedepth.files import check_writable, write_json
+    from livedepth import bench  # on use: torch takes seconds to import
 
     if args.json is not None:
         check_writable(args.json)

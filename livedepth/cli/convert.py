@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,10 +22,12 @@ from livedepth.cli.common import (
     say,
     settings_from,
 )
-from livedepth.errors import LivedepthError
+from livedepth.core.errors import LivedepthError
+from livedepth.core.files import check_writable, write_json
+from livedepth.core.vocab import MUXERS
 
 DEFAULTS = {("render", "normalize"): "stable"}
-VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
+VIDEO_OUTPUTS = tuple(MUXERS)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -35,19 +38,23 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", default="1", metavar="N|auto",
                    help="worker processes for many files, each loading the model once (auto: measured)")
     p.add_argument("--report", type=Path, metavar="PATH", help="also write the batch summary as JSON")
-    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
-                   help="run on a Ray cluster (default address: $RAY_ADDRESS, else auto); needs livedepth[ray]")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on Ray (needs livedepth[ray]): at HOST:PORT; auto: a running cluster only; no address: "
+                        "$RAY_ADDRESS, the `ray start` cluster here, else a local instance for this batch")
     p.add_argument("--ray-transfer", action="store_true",
                    help="with --ray: ship inputs and outputs through the object store (no shared storage)")
     add_setting_flags(p, "convert")
+    p.add_argument("--no-audio", dest="convert.audio", action="store_const", const="none", help="same as --audio none")
     add_setting_flags(p, "render")
+    add_setting_flags(p, "stereo")
+    add_setting_flags(p, "pointcloud")
     add_setting_flags(p, "model")
     add_config_flags(p, preset="convert")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth.convert import progress_enabled
+    from livedepth.app.convert import progress_enabled  # on use, as below: keeps `livedepth --help` fast
 
     quiet = args.quiet or args.convert_quiet
     settings = settings_from(args, DEFAULTS)
@@ -62,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
 def _one_file(args: argparse.Namespace, settings, source: Path, progress: bool, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from livedepth.convert import build_converter, calibration_frames, summary_line
-    from livedepth.estimator import build_estimator
+    from livedepth.app.convert import build_converter, calibration_frames, summary_line  # on use (torch)
+    from livedepth.app.estimator import build_estimator
 
     build_converter(settings, source, args.output, lambda image: image)  # checks before the model loads
     estimator = build_estimator(settings, args.weights, calibration_frames(settings, source))
@@ -96,34 +103,36 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
 
     from tqdm import tqdm
 
-    from livedepth import batch
+    from livedepth.app import batch  # on use, with the two below: keeps `livedepth --help` fast
+    from livedepth.app.convert import calibration_frames
     from livedepth.backends import available_cores
-    from livedepth.convert import calibration_frames
-    from livedepth.files import check_writable, write_json
 
     jobs_flag = _jobs(args.jobs)
+    if settings.convert.ply is not None:
+        raise LivedepthError("--ply takes one input video and an output video file")
     if args.output.suffix.lower() in VIDEO_OUTPUTS or args.output.is_file():
         raise LivedepthError(f"with several inputs, a folder or a glob, OUT must be a folder, got {args.output}")
     if args.report is not None:
         check_writable(args.report)
     jobs, skipped = batch.plan(args.inputs, args.output, settings.convert.raw, settings.convert.overwrite)
-    args.output.mkdir(parents=True, exist_ok=True)
     workers = jobs_flag
     calibration = calibration_frames(settings, jobs[0].source) if jobs else None
     if args.ray is not None:
-        from livedepth.ray_pool import RayPool
-        from livedepth.weights import resolve, weights_spec
+        from livedepth.app.ray_pool import RayPool  # on use: only --ray needs it
+        from livedepth.model.weights import resolve, weights_spec
 
         config = {k: v for k, v in vars(settings.weights).items() if v is not None}
         weights = resolve(weights_spec(args.weights, config)).path
         settings = replace(settings, model=replace(settings.model, threads=settings.model.threads or 1))
-        pool = RayPool(settings, weights, None if args.ray == "auto" else args.ray, transfer=args.ray_transfer,
-                       calibration=calibration)
+        pool = RayPool(settings, weights, args.ray or None, transfer=args.ray_transfer, calibration=calibration)
+        if jobs:
+            pool.connect()  # before anything is written: a cluster that cannot be used is one line
     else:
         if workers is None and jobs:
             workers, threads = batch.choose_jobs(settings, args.weights, available_cores(), ignore_interrupts)
             settings = replace(settings, model=replace(settings.model, threads=threads))
         pool = batch.LocalPool(settings, args.weights, workers or 1, calibration, ignore_interrupts)
+    args.output.mkdir(parents=True, exist_ok=True)
     total = batch.total_frames(jobs)
     with tqdm(total=total, unit="frame", desc="convert", disable=not progress, dynamic_ncols=True) as bar:
         done = [len(skipped)]
@@ -144,6 +153,11 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
                                  "peak_rss_mb": pool.peak_rss_mb})
     if not quiet:
         say(batch.summary_table(results))
-    if interrupts.exit_code is not None:
-        return interrupts.exit_code
-    return 0 if batch.batch_ok(results) else EXIT_USAGE
+    code = interrupts.exit_code if interrupts.exit_code is not None else 0 if batch.batch_ok(results) else EXIT_USAGE
+    if getattr(pool, "head_lost", False):
+        # Ray's teardown at exit ends a process whose cluster head is gone with code 1 (or a crash);
+        # every output is closed and the summary is out, so the process ends here with its own code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -9,7 +9,7 @@ from livedepth.cli.common import Interrupts, add_config_flags, add_setting_flags
 #: Both commands colour video with the stable normalisation unless told otherwise.
 DEFAULTS = {("render", "normalize"): "stable"}
 SOURCE_FLAGS = ("camera", "input", "realtime", "reconnect_timeout", "max_fps", "max_frames", "stats")
-WEB_FLAGS = ("token", "no_auth")
+WEB_FLAGS = ("token", "no_auth", "uploads")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_setting_flags(p, "live")
     add_setting_flags(p, "web", "serve", *WEB_FLAGS)
     add_setting_flags(p, "render")
+    add_setting_flags(p, "stereo")
+    add_setting_flags(p, "pointcloud")
     add_setting_flags(p, "model")
     add_config_flags(p, preset="desktop")
     p.set_defaults(run=run_live)
@@ -29,6 +31,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_setting_flags(p, "live", *SOURCE_FLAGS)
     add_setting_flags(p, "web", "host", "port", "max_clients", "jpeg_quality", *WEB_FLAGS)
     add_setting_flags(p, "render")
+    add_setting_flags(p, "stereo")
     add_setting_flags(p, "model")
     add_config_flags(p, preset="desktop")
     p.set_defaults(run=run_serve)
@@ -44,12 +47,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, serve: bool, with_source: bool) -> int:
-    from livedepth.live import build_live_run
+    from livedepth.app.live import build_live_run  # on use: torch takes seconds to import
 
     run = build_live_run(settings_from(args, DEFAULTS), weights=args.weights, serve=serve, with_source=with_source)
     if run.server is not None:
         hint = "" if with_source else " (photo upload only; add --camera N|picam or --input SRC for live depth)"
-        say(f"serving {run.server.url()}{hint}")
+        first, *others = run.server.urls()
+        say(f"serving {first}{hint}")
+        for url in others:
+            say(f"serving {url}")
     with Interrupts(run) as interrupts:
         run.run()
     return interrupts.exit_code or 0

@@ -23,7 +23,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from livedepth.metrics import measure_video
+    from livedepth.app.metrics import measure_video  # on use: keeps `livedepth --help` fast
 
     result = measure_video(args.video, args.rgb, args.colormap, progress=not args.quiet and sys.stderr.isatty())
     clipped = "n/a (float depth)" if result.clipped_fraction is None else f"{result.clipped_fraction:.2%}"

@@ -15,12 +15,13 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedepth import weights as w
+    from livedepth.model import midas  # on use: torch and timm take seconds to import
+    from livedepth.model import weights as w
 
     settings = settings_from(args)
     config = {k: v for k, v in vars(settings.weights).items() if v is not None}
     if args.action == "path":
         say(w.describe(w.weights_spec(args.weights, config)))
         return 0
-    say(w.fetch_and_verify(w.weights_spec(args.weights, config), download=args.action == "fetch"))
+    say(midas.fetch_and_verify(w.weights_spec(args.weights, config), download=args.action == "fetch"))
     return 0

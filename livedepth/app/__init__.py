@@ -1,0 +1,1 @@
+"""Builders: settings in, ready objects out (the one place where settings become objects)."""

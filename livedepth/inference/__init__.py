@@ -1,0 +1,1 @@
+"""Single-frame depth: the estimator the stages call."""

@@ -1,0 +1,1 @@
+"""The MiDaS v2.1 small network and its weights."""

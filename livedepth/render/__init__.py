@@ -1,0 +1,1 @@
+"""Depth to pixels and over time: colormaps, normalisation, alignment, the temporal filter, metrics."""

@@ -1,0 +1,252 @@
+"""Stereo from depth (depth-image-based rendering) and the 3D layouts composed from it.
+
+A point at column ``x`` with normalised depth ``n`` (0 far, 1 near) appears at ``x + s/2`` in the
+left view and ``x - s/2`` in the right view, with ``s = divergence/100 * W * (n - convergence)``:
+nearer than ``convergence`` comes out of the screen (crossed disparity), farther sits behind it.
+
+How a view is warped (every row at once, numpy and OpenCV, no per-pixel Python). In the left view
+nearer points move further right, so a point is hidden exactly when a point to its left lands at or
+beyond it: the visible surface is the running maximum ``U`` of the target columns ``x + s(x)/2``
+along the row (a grey dilation as wide as the largest shift, since no point moves farther). ``U``
+never decreases, so every target pixel ``p`` has one answer: ``i``, the first source column with
+``U >= p``, counted with one comparison per column of possible shift, and the source position
+``i - 1 + clip(p + 1 - U(i), 0, 1)``. That is sub-pixel and exact for a plane (linear sampling), and
+where a row tears open behind a near edge (a disocclusion) it holds the farther neighbour ``i - 1``
+until the last pixel before the near point: holes are filled from the background side, never by
+smearing the foreground. A model's depth edges are soft, though (MiDaS predicts at 256 px), and a
+soft edge would stretch the foreground-coloured pixels on its ramp into the hole; so the depth is first
+dilated towards the disoccluded side by ``W/128`` pixels (the nearer value wins), which moves the
+ramp off the foreground. The right view is the same problem mirrored. One bilinear ``cv2.remap``
+samples both views. The buffers are kept between frames of one size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from livedepth.core.vocab import ANAGLYPH_MODES
+
+#: The 3D layouts: full and half side by side, full and half top and bottom, red-cyan, colour + depth.
+
+# Eric Dubois' least-squares red-cyan matrices ("Conversion of a stereo pair to anaglyph with the
+# least-squares projection method", 2009): rows R, G, B of the anaglyph, columns R, G, B of an eye,
+# on linear light; reordered here for BGR pixels (rows and columns reversed).
+_DUBOIS_LEFT = np.ascontiguousarray(np.float32([[0.437, 0.449, 0.164], [-0.062, -0.062, -0.024],
+                                                 [-0.048, -0.050, -0.017]])[::-1, ::-1])
+_DUBOIS_RIGHT = np.ascontiguousarray(np.float32([[-0.011, -0.032, -0.007], [0.377, 0.761, 0.009],
+                                                  [-0.026, -0.093, 1.234]])[::-1, ::-1])
+#: uint8 -> linear light with a gamma of 2 (close to sRGB; encoding back is then one square root).
+_TO_LINEAR = (np.arange(256, dtype=np.float32) / 255) ** 2
+
+
+def check_stereo(divergence: float, convergence: float) -> None:
+    """Raise ``ValueError`` unless ``divergence >= 0`` and ``0 <= convergence <= 1``."""
+    if not divergence >= 0:
+        raise ValueError(f"divergence must be >= 0, got {divergence}")
+    if not 0 <= convergence <= 1:
+        raise ValueError(f"convergence must be from 0 to 1, got {convergence}")
+
+
+class _Solver:
+    """Source columns of both views for one size and shift range: the buffers, kept between frames."""
+
+    def __init__(self, height: int, width: int, divergence: float, convergence: float) -> None:
+        self.key = (height, width, divergence, convergence)
+        half = divergence / 100 * width / 2  # the largest shift of a view, in pixels
+        self.shift = half
+        self.convergence = convergence
+        # u(x) - x lies in [-half*c, half*(1-c)]: only columns in [p - before, p + after) can decide p
+        self.before = math.ceil(half * (1 - convergence))
+        self.span = self.before + math.ceil(half * convergence) + 1
+        rows = 2 * height  # the left view's rows, then the right view's rows mirrored
+        self.lut = ((np.arange(256, dtype=np.float32) / 255 - convergence) * half).astype(np.float32)
+        self.near = np.empty((rows, width), np.uint8)
+        self.columns = np.arange(width, dtype=np.float32)
+        self.kernel = np.ones((1, self.span + 1), np.uint8)
+        # x takes the nearest depth of x .. x + W/128: soft near edges move off the disoccluded side
+        self.edge = np.ones((1, max(1, round(width / 128)) + 1), np.uint8)
+        self.target = np.empty((rows, width), np.float32)  # u(x)
+        self.reach = np.empty((rows, width), np.float32)  # U(x), the running maximum of u
+        # U(x) - x, with -inf before the row (always counted) and +inf after it (never counted)
+        self.lead = np.full((rows, width + self.span), np.inf, np.float32)
+        self.lead[:, : self.before] = -np.inf
+        self.count = np.empty((rows, width), np.int8 if self.span < 127 else np.int16)
+        self.mask = np.empty((rows, width), np.uint8)
+        self.first = np.empty((rows, width, 2), np.int16)  # (i, row): where to read U(i)
+        self.first[..., 1] = np.arange(rows, dtype=np.int16)[:, None]
+        self.offset = (np.arange(width) - self.before).astype(np.int16)
+        self.reach_at_first = np.empty((rows, width), np.float32)
+        self.source = np.empty((rows, width), np.float32)
+
+    def solve(self, near: np.ndarray) -> np.ndarray:
+        """Float32 ``2H x W``: the source column of every pixel of the left view, then the right view."""
+        h, w = near.shape
+        target = self.target
+        if near.dtype == np.uint8:
+            self.near[:h] = near
+            cv2.flip(near, 1, dst=self.near[h:])
+            cv2.dilate(self.near, self.edge, dst=self.near, anchor=(0, 0))
+            cv2.LUT(self.near, self.lut, dst=target)
+        else:
+            n = np.clip(np.nan_to_num(near.astype(np.float32, copy=False), nan=0.0), 0.0, 1.0)
+            np.subtract(n, np.float32(self.convergence), out=target[:h])
+            cv2.flip(target[:h], 1, dst=target[h:])
+            cv2.dilate(target, self.edge, dst=target, anchor=(0, 0))
+            target *= np.float32(self.shift)
+        target += self.columns
+        cv2.dilate(target, self.kernel, dst=self.reach, anchor=(self.span, 0))
+        np.subtract(self.reach, self.columns, out=self.lead[:, self.before : self.before + w])
+        # i(p) = p - before + #{j < span : U(p - before + j) < p}
+        count = self.count
+        count.fill(0)
+        for j in range(self.span):
+            cv2.compare(self.lead[:, j : j + w], float(self.before - j), cv2.CMP_LT, dst=self.mask)
+            np.subtract(count, self.mask.view(np.int8), out=count)  # a true comparison is 255, i.e. -1
+        first = self.first[..., 0]
+        np.add(count, self.offset, out=first)
+        cv2.remap(self.reach, self.first, None, cv2.INTER_NEAREST, dst=self.reach_at_first,
+                  borderMode=cv2.BORDER_CONSTANT, borderValue=float(2 * w + 2 * self.span))
+        frac = self.reach_at_first
+        np.subtract(self.columns, frac, out=frac)
+        np.clip(frac, -1.0, 0.0, out=frac)  # source = i - 1 + clip(p + 1 - U(i), 0, 1)
+        source = self.source
+        np.add(first[:h], frac[:h], out=source[:h])
+        np.add(first[h:], frac[h:], out=source[h:, ::-1])
+        np.subtract(np.float32(w - 1), source[h:], out=source[h:])
+        return source
+
+
+class _Sampler:
+    """Samples both views from a frame at their source columns; the maps' buffers for one frame size."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.key = (height, width)
+        self.rows = np.repeat(np.tile(np.arange(height, dtype=np.float32), 2), width).reshape(2 * height, width)
+        self.map1 = np.empty((2 * height, width, 2), np.int16)
+        self.map2 = np.empty((2 * height, width), np.uint16)
+        self.columns = np.empty((2 * height, width), np.float32)
+
+    def sample(self, frame_bgr: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``2H x W``: the left view above the right one. ``source`` may come from a narrower warp."""
+        h, w = self.key
+        if source.shape[1] != w:
+            source = self._upsampled(source)
+        cv2.convertMaps(source, self.rows, cv2.CV_16SC2, dstmap1=self.map1, dstmap2=self.map2)
+        return cv2.remap(frame_bgr, self.map1, self.map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _upsampled(self, source: np.ndarray) -> np.ndarray:
+        """Source columns solved at a lower resolution, at the frame's size and in its pixels."""
+        h, w = self.key
+        small_h = source.shape[0] // 2
+        scale = w / source.shape[1]
+        for view in (0, 1):  # each view alone: no blending across the seam between them
+            cv2.resize(source[view * small_h : (view + 1) * small_h], (w, h),
+                       dst=self.columns[view * h : (view + 1) * h], interpolation=cv2.INTER_LINEAR)
+        self.columns *= np.float32(scale)
+        self.columns += np.float32((scale - 1) / 2)  # pixel centres: x = (x_small + 0.5) * scale - 0.5
+        return self.columns
+
+
+class StereoWarp:
+    """Left and right views of a frame from its normalised depth; keeps its buffers between frames.
+
+    ``size`` (the warp's width, 0 for the frame's) solves the source columns at a lower resolution
+    and upsamples them; the views are still sampled from the full frame.
+    """
+
+    def __init__(self, divergence: float = 2.0, convergence: float = 0.5, size: int = 0) -> None:
+        check_stereo(divergence, convergence)
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.divergence, self.convergence, self.size = divergence, convergence, size
+        self._solver: _Solver | None = None
+        self._sampler: _Sampler | None = None
+
+    def views(self, frame_bgr: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(left, right)``, each the frame's size. ``near``: float in [0, 1] (1 nearest) or uint8
+        grey levels (``n = grey / 255``), resized to the frame if it is not its size."""
+        h, w = frame_bgr.shape[:2]
+        if near.shape != (h, w):
+            near = cv2.resize(near, (w, h), interpolation=cv2.INTER_LINEAR)
+        small_w = self.size if 0 < self.size < w else w
+        small_h = max(1, round(h * small_w / w))
+        if small_w != w:
+            near = cv2.resize(near, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        key = (small_h, small_w, self.divergence, self.convergence)
+        if self._solver is None or self._solver.key != key:
+            self._solver = _Solver(*key)
+        if self._sampler is None or self._sampler.key != (h, w):
+            self._sampler = _Sampler(h, w)
+        both = self._sampler.sample(frame_bgr, self._solver.solve(near))
+        return both[:h], both[h:]
+
+
+def stereo_views(frame_bgr: np.ndarray, depth_n: np.ndarray, divergence: float = 2.0,
+                 convergence: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The left and right views of ``frame_bgr`` (BGR uint8) for its normalised depth ``depth_n``
+    (float in [0, 1], 1 nearest, or uint8 grey levels): see :mod:`livedepth.render.stereo`."""
+    return StereoWarp(divergence, convergence).views(frame_bgr, depth_n)
+
+
+def anaglyph(left: np.ndarray, right: np.ndarray, mode: str = "dubois") -> np.ndarray:
+    """A red-cyan anaglyph: red from the ``left`` view, green and blue from the ``right`` view.
+
+    ``color`` copies the channels; ``gray`` uses each view's luma; ``dubois`` applies Dubois'
+    least-squares matrices on linear light (gamma 2; less retinal rivalry and ghosting than ``color``).
+    """
+    if mode == "color":
+        out = right.copy()
+        out[..., 2] = left[..., 2]
+        return out
+    if mode == "gray":
+        left_y, right_y = cv2.cvtColor(left, cv2.COLOR_BGR2GRAY), cv2.cvtColor(right, cv2.COLOR_BGR2GRAY)
+        return cv2.merge([right_y, right_y, left_y])
+    if mode != "dubois":
+        raise ValueError(f"unknown anaglyph mode {mode!r}; choose from {', '.join(ANAGLYPH_MODES)}")
+    mixed = cv2.transform(cv2.LUT(left, _TO_LINEAR), _DUBOIS_LEFT)
+    mixed += cv2.transform(cv2.LUT(right, _TO_LINEAR), _DUBOIS_RIGHT)
+    np.maximum(mixed, 0.0, out=mixed)
+    return cv2.convertScaleAbs(cv2.sqrt(mixed), alpha=255.0)  # rounds and saturates at 255
+
+
+class Stereo:
+    """The 3D layouts of :data:`~livedepth.core.vocab.STEREO_LAYOUTS`, composed from one :class:`StereoWarp`.
+
+    ``swap_eyes`` exchanges the views (cross-eyed viewing of ``sbs``); ``anaglyph`` is the mode of
+    the ``anaglyph`` layout. ``rgbd`` is the frame beside its grey depth (white near) and needs no
+    warp. Half layouts squeeze each eye to half the width (``half-sbs``) or height (``half-tab``),
+    rounded up, so both eyes have one size (an odd side grows by one pixel).
+    """
+
+    def __init__(self, divergence: float = 2.0, convergence: float = 0.5, anaglyph: str = "dubois",
+                 swap_eyes: bool = False, size: int = 0) -> None:
+        if anaglyph not in ANAGLYPH_MODES:
+            raise ValueError(f"unknown anaglyph mode {anaglyph!r}; choose from {', '.join(ANAGLYPH_MODES)}")
+        self.warp = StereoWarp(divergence, convergence, size)
+        self.anaglyph, self.swap_eyes = anaglyph, swap_eyes
+
+    def compose(self, layout: str, frame_bgr: np.ndarray, near: np.ndarray) -> np.ndarray:
+        """The ``layout`` image of ``frame_bgr`` with its normalised depth ``near`` (uint8 grey, 255 nearest)."""
+        if layout == "rgbd":
+            h, w = frame_bgr.shape[:2]
+            grey = near if near.shape == (h, w) else cv2.resize(near, (w, h), interpolation=cv2.INTER_LINEAR)
+            return np.hstack([frame_bgr, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)])
+        left, right = self.warp.views(frame_bgr, near)
+        if self.swap_eyes:
+            left, right = right, left
+        if layout == "sbs":
+            return np.hstack([left, right])
+        if layout == "tab":
+            return np.vstack([left, right])
+        if layout == "half-sbs":
+            size = (-(-left.shape[1] // 2), left.shape[0])
+            return np.hstack([cv2.resize(v, size, interpolation=cv2.INTER_LINEAR) for v in (left, right)])
+        if layout == "half-tab":
+            size = (left.shape[1], -(-left.shape[0] // 2))
+            return np.vstack([cv2.resize(v, size, interpolation=cv2.INTER_LINEAR) for v in (left, right)])
+        if layout == "anaglyph":
+            return anaglyph(left, right, self.anaglyph)
+        raise ValueError(f"unknown stereo layout {layout!r}")

@@ -1,0 +1,1 @@
+"""The browser view: HTTP server, MJPEG stream, photo uploads and the static page."""
