@@ -33,11 +33,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
+from support.golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
 
-from livedepth import depth_anything as da  # noqa: E402
+from livedepth.model import depth_anything as da  # noqa: E402
 from livedepth.backends import _ov_runner, import_openvino, ort_session  # noqa: E402
-from livedepth.export import export_onnx  # noqa: E402
+from livedepth.backends.export import export_onnx  # noqa: E402
 
 Runner = Callable[[np.ndarray], np.ndarray]
 FAITHFUL = 1e-4

@@ -14,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golden import expand_synthetic_weights, rel_error
-from golden_da2 import TEST_IMAGE, checked, stored_goldens, synthetic_state
-from livedepth import depth_anything as da
+from support.golden import expand_synthetic_weights, rel_error
+from support.golden_da2 import TEST_IMAGE, checked, stored_goldens, synthetic_state
+from livedepth.model import depth_anything as da
 from livedepth.backends import _ov_runner, import_openvino, ort_session
-from livedepth.errors import LivedepthError, WeightsError
-from livedepth.export import export_onnx, export_openvino
-from livedepth.weights import read_state_dict
+from livedepth.core.errors import LivedepthError, WeightsError
+from livedepth.backends.export import export_onnx, export_openvino
+from livedepth.model.weights import read_state_dict
 
 TOLERANCE = 1e-4
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from livedepth.errors import LivedepthError, WeightsError
+from livedepth.core.errors import LivedepthError, WeightsError
 
 NAME = "depth-anything-v2-small"
 #: The ViT's patch size: network inputs are multiples of it.

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from golden import FIXTURES, expand_ternary
+from support.golden import FIXTURES, expand_ternary
 
 DA2 = FIXTURES / "da2"
 WEIGHTS_XZ = DA2 / "weights.npz.xz"
