@@ -49,7 +49,7 @@ def main() -> None:
     from support.clips import make_clip
     from support.ray_netns import run_ray_driver
 
-    from livedepth.backends import available_cores
+    from livedepth.backends.system import available_cores
 
     cores = available_cores()
     with tempfile.TemporaryDirectory() as tmp:

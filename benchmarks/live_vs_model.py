@@ -48,7 +48,7 @@ def main() -> None:
         clip = tmp / "clip.mp4"
         make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
                   audio=None)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
         cap = cv2.VideoCapture(str(clip))
         frames = [cap.read()[1] for _ in range(30)]
         cap.release()

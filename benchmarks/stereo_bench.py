@@ -94,7 +94,7 @@ def main() -> None:
         clip = tmp / "clip.mp4"
         make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
                   audio=None)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
         report["backend"] = estimator.backend_name
         live_fps(estimator, clip, False, 20)  # warm-up
         live: dict[str, list[float]] = {name: [] for name in arms}

@@ -96,7 +96,7 @@ class Oracle:
 
 def model_depths(frames: list[np.ndarray]) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
-        estimator = DepthEstimator(weights=save_synthetic_weights(Path(tmp) / "midas_v21_small_256.pt"))
+        estimator = DepthEstimator(weights=save_synthetic_weights(Path(tmp) / "midas_v21_small_256.pt")).load()
         return [estimator.predict(f) for f in frames]
 
 

@@ -29,7 +29,7 @@ def main() -> None:
         clip = tmp / "clip.mp4"
         make_clip(clip, frames=round(30 * max(30.0, 3 * args.seconds)), width=640, height=480, rate=Fraction(30),
                   audio=None)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend)
+        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
         live_fps(estimator, clip, False, 20)  # warm-up
         fps: dict[str, list[float]] = {"off": [], "on": []}
         for i in range(args.rounds):  # ABBA order, so a drifting machine load hits both alike

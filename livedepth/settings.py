@@ -10,6 +10,7 @@ The presets live in ``configs/`` and ship in the wheel as ``livedepth.configs``.
 from __future__ import annotations
 
 import difflib
+import logging
 import tomllib
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -21,7 +22,10 @@ from typing import Any
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.vocab import ANAGLYPH_MODES, AUDIO_CHOICES, BACKEND_NAMES, DEVICES, LAYOUTS, NORMALIZE_MODES, X264_PRESETS, camera_spec_problem
+from livedepth.model import registry
 from livedepth.render.colorize import colormap_names
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
@@ -35,10 +39,6 @@ def setting(default: Any, flag: str | None = None, help: str = "", *, check: Che
     """
     return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
                                             "metavar": metavar, "booleans": booleans})
-
-
-def multiple_of(n: int, low: int, high: int) -> Check:
-    return lambda v: None if v % n == 0 and low <= v <= high else f"must be a multiple of {n} from {low} to {high}"
 
 
 def between(low: float, high: float) -> Check:
@@ -62,6 +62,11 @@ def _value_range(value: tuple[float, float]) -> str | None:
     return None if value[1] > value[0] else "needs LO < HI"
 
 
+def _model_name(name: str) -> str | None:
+    names = registry.model_names()
+    return None if name in names else f"unknown model; choose from {', '.join(names)}"
+
+
 def _sha256(value: str) -> str | None:
     ok = len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
     return None if ok else "must be 64 hexadecimal digits"
@@ -69,9 +74,12 @@ def _sha256(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    size: int = setting(256, "--size", "network input size (the long side with --keep-aspect), a multiple of 32",
-                        check=multiple_of(32, 32, 2048), metavar="N")
-    keep_aspect: bool = setting(False, "--keep-aspect", "official keep-aspect input sizing")
+    name: str = setting(registry.DEFAULT_MODEL, "--model", "depth model (`livedepth models` lists them)",
+                        check=_model_name, metavar="NAME")
+    # None: the model's default size; a size is checked against the model's rule (load_settings)
+    size: int | None = setting(None, "--size", "network input size (default and rule: the model's, see "
+                               "`livedepth models`)", check=at_least(1), metavar="N")
+    keep_aspect: bool = setting(False, "--keep-aspect", "the model's official keep-aspect input sizing")
     backend: str = setting("auto", "--backend", "inference backend (auto: the fastest installed faithful fp32 one;"
                            " int8 is opt-in)", choices=BACKEND_NAMES)
     device: str = setting("auto", "--device", "auto, cpu, cuda or mps (cuda and mps run torch when present)",
@@ -81,8 +89,8 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class WeightsSettings:
-    path: Path | None = setting(None, "--weights", "MiDaS v2.1 small checkpoint (midas_v21_small_256.pt)",
-                                metavar="PATH")
+    path: Path | None = setting(None, "--weights", "the model's checkpoint (midas_v21_small_256.pt for "
+                                "midas-small)", metavar="PATH")
     sha256: str | None = setting(None, check=_sha256)
     url: str | None = setting(None)
 
@@ -316,6 +324,35 @@ def _check_keys(table: Mapping[str, Any], where: str) -> None:
                 raise _unknown(f"[{section}] {key}", where, _known_keys())
 
 
+def _check_model_size(model: dict[str, Any], config: Mapping[str, Any], flags: Mapping[tuple[str, str], Any],
+                      where: str | None) -> None:
+    """Check ``[model] size`` against the chosen model's rule (one line), in place.
+
+    A config's size belongs to the model that config names (``[model] name``, else the default
+    model): with another model chosen by ``--model``, it is dropped and that model's default
+    size applies, so the presets (sized for midas-small) keep their meaning. ``--size`` always
+    applies.
+    """
+    size, name = model.get("size"), model.get("name", registry.DEFAULT_MODEL)
+    if size is None:
+        return
+    if flags.get(("model", "size")) is not None:
+        label = f"--size {flags[('model', 'size')]}"
+    elif "size" in config:
+        config_model = config.get("name", registry.DEFAULT_MODEL)
+        if config_model != name:
+            log.info("config %s: [model] size = %d is for %s; %s takes its own default size (--size to choose)",
+                     where, size, config_model, name)
+            del model["size"]
+            return
+        label = f"config {where}: [model] size = {size}"
+    else:
+        label = f"defaults: [model] size = {size}"
+    problem = registry.get(name).size_problem(size)
+    if problem:
+        raise LivedepthError(f"{label}: {problem}")
+
+
 def load_settings(
     config: str | Path | None = None,
     flags: Mapping[tuple[str, str], Any] | None = None,
@@ -337,4 +374,5 @@ def load_settings(
     for (section, key), value in (flags or {}).items():
         if value is not None:
             values[section][key] = _validated(section, key, value, True, "")
+    _check_model_size(values["model"], table.get("model", {}), flags or {}, where)
     return Settings(**{name: replace(SECTIONS[name](), **values[name]) for name in SECTIONS}, source=where)

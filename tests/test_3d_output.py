@@ -83,7 +83,7 @@ def test_image_writes_a_point_cloud(tmp_path: Path, weights_pt: Path) -> None:
     image = read_image(TEST_IMAGE)
     h, w = image.shape[:2]
     assert points.size == h * w  # every pixel has a finite depth here
-    depth = DepthEstimator(weights=weights_pt, threads=1).predict(image)
+    depth = DepthEstimator(weights=weights_pt, threads=1).load().predict(image)
     nearest, farthest = np.argmax(depth), np.argmin(depth)  # row-major: the points keep the pixel order
     assert points["z"][nearest] < points["z"][farthest]
     assert points["z"].min() == pytest.approx(1.0, abs=1e-3) and points["z"].max() == pytest.approx(5.0, rel=1e-3)

@@ -15,16 +15,20 @@ import torch
 from support.cli_helpers import assert_one_line_error, run_cli
 from support.golden import TEST_IMAGE, load_fixture, rel_error
 
-from livedepth import backends
+from livedepth.backends import export
+from livedepth.backends.auto import auto_candidates
+from livedepth.backends.base import ENV_BACKEND, is_available
+from livedepth.backends.int8 import INT8_WARN_THRESHOLD
 from livedepth.core.errors import LivedepthError
 from livedepth.inference.estimator import DepthEstimator, synthetic_frames
-from livedepth.model.midas import build_model, fold_batchnorm, load_model, static_padding
+from livedepth.model.midas import build_model, fold_batchnorm, static_padding
+from livedepth.model.network import load_network
 
 FP32 = ["torch", "onnx", "openvino"]
 
 
 def _require(name: str) -> None:
-    if not backends.is_available(name):
+    if not is_available(name):
         pytest.skip(f"{name} backend not installed")
 
 
@@ -40,7 +44,7 @@ def private_weights(weights_pt, tmp_path):
 def test_fp32_backend_end_to_end_matches_official(weights_pt, backend: str) -> None:
     _require(backend)
     frame = cv2.imread(str(TEST_IMAGE))
-    est = DepthEstimator(weights=weights_pt, keep_aspect=True, backend=backend)
+    est = DepthEstimator(weights=weights_pt, keep_aspect=True, backend=backend).load()
     assert est.backend_name == backend
     depth = est.predict(frame)
     golden = load_fixture("post_depth_480x640.npy")
@@ -51,14 +55,14 @@ def test_fp32_backend_end_to_end_matches_official(weights_pt, backend: str) -> N
 @pytest.mark.parametrize("backend", FP32)
 def test_fp32_backend_network_matches_golden_square(weights_pt, backend: str) -> None:
     _require(backend)
-    est = DepthEstimator(weights=weights_pt, backend=backend)
+    est = DepthEstimator(weights=weights_pt, backend=backend).load()
     y = est.backend(load_fixture("net_input_1x3x256x256.npy"))
     assert y.shape == (256, 256) and y.dtype == np.float32
     assert rel_error(y, load_fixture("net_output_1x256x256.npy")[0]) <= 1e-4
 
 
 def test_reference_order_and_folded_bn_match_golden(weights_pt) -> None:
-    model = load_model(weights_pt)
+    model = load_network("midas-small", weights_pt)
     reference = build_model(reference=True)
     reference.load_state_dict(model.state_dict())
     fast = static_padding(fold_batchnorm(copy.deepcopy(model)), 192, 256).to(memory_format=torch.channels_last)
@@ -72,55 +76,55 @@ def test_reference_order_and_folded_bn_match_golden(weights_pt) -> None:
 
 
 def test_auto_picks_a_measured_installed_fp32_backend(weights_pt, caplog, monkeypatch) -> None:
-    monkeypatch.delenv(backends.ENV_BACKEND, raising=False)
+    monkeypatch.delenv(ENV_BACKEND, raising=False)
     with caplog.at_level(logging.INFO, logger="livedepth"):
-        est = DepthEstimator(weights=weights_pt)
-    assert est.backend_name in backends.auto_candidates()
+        est = DepthEstimator(weights=weights_pt).load()
+    assert est.backend_name in auto_candidates()
     assert f"backend: {est.backend_name} (auto)" in caplog.text
     assert f"auto backend: {est.backend_name}" in caplog.text
 
 
 def test_unknown_backend_is_a_user_error(weights_pt) -> None:
     with pytest.raises(LivedepthError, match="unknown backend"):
-        DepthEstimator(weights=weights_pt, backend="tensorrt")
+        DepthEstimator(weights=weights_pt, backend="tensorrt").load()
 
 
 def test_onnx_export_is_cached_by_weights_sha(private_weights, caplog) -> None:
     _require("onnx")
     with caplog.at_level(logging.INFO, logger="livedepth"):
-        first = DepthEstimator(weights=private_weights, backend="onnx")
-    graph = backends.graph_version()
-    exported = private_weights.parent / f"midas_v21_small_256-{first.weights_sha256}-g{graph}-256x256.onnx"
+        first = DepthEstimator(weights=private_weights, backend="onnx").load()
+    graph = export.graph_version(first.backend.network)
+    exported = private_weights.parent / f"midas-small-{first.loaded.weights_sha256}-g{graph}-256x256.onnx"
     assert exported.is_file() and "exported" in caplog.text
     stamp = exported.stat().st_mtime_ns
     frame = synthetic_frames(1)[0]
     depth = first.predict(frame)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="livedepth"):
-        second = DepthEstimator(weights=private_weights, backend="onnx")
+        second = DepthEstimator(weights=private_weights, backend="onnx").load()
     assert "exported" not in caplog.text
     assert exported.stat().st_mtime_ns == stamp
-    assert second._model is None  # a warm export cache does not even build the torch model
+    assert second._network is None  # a warm export cache does not even build the torch model
     np.testing.assert_array_equal(second.predict(frame), depth)
 
     state = torch.load(private_weights, weights_only=True)
     key = "scratch.output_conv.4.bias"
     state[key] = state[key] + 0.5
     torch.save(state, private_weights)
-    third = DepthEstimator(weights=private_weights, backend="onnx")
-    assert third.weights_sha256 != first.weights_sha256
-    assert (private_weights.parent / f"midas_v21_small_256-{third.weights_sha256}-g{graph}-256x256.onnx").is_file()
+    third = DepthEstimator(weights=private_weights, backend="onnx").load()
+    assert third.loaded.weights_sha256 != first.loaded.weights_sha256
+    assert (private_weights.parent / f"midas-small-{third.loaded.weights_sha256}-g{graph}-256x256.onnx").is_file()
     assert not np.array_equal(third.predict(frame), depth)
 
 
 def test_a_new_graph_version_never_reuses_a_stale_export(private_weights, caplog, monkeypatch) -> None:
     _require("onnx")
-    DepthEstimator(weights=private_weights, backend="onnx")
-    monkeypatch.setattr(backends, "graph_version", lambda: "changedcode0")  # what a model-code change does
+    DepthEstimator(weights=private_weights, backend="onnx").load()
+    monkeypatch.setattr(export, "graph_version", lambda network: "changedcode0")  # what a model-code change does
     with caplog.at_level(logging.INFO, logger="livedepth"):
-        DepthEstimator(weights=private_weights, backend="onnx")
+        DepthEstimator(weights=private_weights, backend="onnx").load()
     assert "exported" in caplog.text
-    assert len(list(private_weights.parent.glob("midas_v21_small_256-*-256x256.onnx"))) == 2
+    assert len(list(private_weights.parent.glob("midas-small-*-256x256.onnx"))) == 2
 
 
 
@@ -128,12 +132,12 @@ def test_int8_checks_itself_against_fp32(private_weights, caplog) -> None:
     _require("int8")
     frames = synthetic_frames(2, 120, 160, seed=3)
     with caplog.at_level(logging.INFO, logger="livedepth"):
-        est = DepthEstimator(weights=private_weights, size=64, backend="int8", calibration=frames)
+        est = DepthEstimator(weights=private_weights, size=64, backend="int8", calibration=frames).load()
     error = est.backend.check_error
     assert error is not None and np.isfinite(error) and error > 0
     assert f"relative RMS error {error:.4f}" in caplog.text
     warned = any(r.levelno == logging.WARNING and "int8 relative error" in r.message for r in caplog.records)
-    assert warned == (error > backends.INT8_WARN_THRESHOLD)
+    assert warned == (error > INT8_WARN_THRESHOLD)
     quantized = list(private_weights.parent.glob("*-64x64-int8-*.onnx"))
     assert len(quantized) == 1
     depth = est.predict(frames[0])
@@ -141,7 +145,7 @@ def test_int8_checks_itself_against_fp32(private_weights, caplog) -> None:
     # Same calibration frames: the quantized model is reused, not rebuilt.
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="livedepth"):
-        DepthEstimator(weights=private_weights, size=64, backend="int8", calibration=frames)
+        DepthEstimator(weights=private_weights, size=64, backend="int8", calibration=frames).load()
     assert "quantized" not in caplog.text
     assert list(private_weights.parent.glob("*-64x64-int8-*.onnx")) == quantized
 
@@ -161,7 +165,7 @@ def test_cli_image_backend_flag(weights_pt, tmp_path) -> None:
 def test_openvino_is_imported_without_usage_telemetry() -> None:
     pytest.importorskip("openvino")
     code = (
-        "from livedepth.backends import import_openvino\n"
+        "from livedepth.backends.openvino import import_openvino\n"
         "import_openvino().Core()\n"
         "from openvino.tools.ovc import telemetry_utils\n"
         "print(telemetry_utils.tm.__name__)\n"

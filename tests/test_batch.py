@@ -130,7 +130,7 @@ def test_jobs_auto_measures_each_split_once_and_reuses_it(tmp_path, weights_pt):
     make_clip(inputs / "a.mp4", frames=6, width=64, height=48, audio=None)
     first = _convert(str(inputs), str(out), "--jobs", "auto", "--weights", str(weights_pt))
     assert first.returncode == 0, first.stderr
-    from livedepth.backends import available_cores
+    from livedepth.backends.system import available_cores
     from livedepth.app.batch import splits
 
     measured = [line for line in first.stderr.splitlines() if "frames/s" in line and "--jobs auto" in line]

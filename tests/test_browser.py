@@ -37,7 +37,7 @@ LIVE_PIXELS = """() => {
 def test_page_streams_updates_stats_and_turns_a_photo_into_depth(tmp_path: Path, weights_pt: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    estimator = DepthEstimator(weights=weights_pt, size=128, threads=2)
+    estimator = DepthEstimator(weights=weights_pt, size=128, threads=2).load()
     options = WebOptions(port=0, token="browser-token")
     with running_pipeline(estimator, SyntheticSource(320, 240, fps=15.0), options) as (pipeline, server), \
             sync_playwright() as pw:

@@ -31,7 +31,7 @@ def test_raw_equals_predict(tmp_path: Path, weights_pt: Path) -> None:
         "--weights", str(weights_pt),
     )
     assert proc.returncode == 0, proc.stderr
-    expected = DepthEstimator(weights=weights_pt, keep_aspect=True).predict(cv2.imread(str(TEST_IMAGE)))
+    expected = DepthEstimator(weights=weights_pt, keep_aspect=True).load().predict(cv2.imread(str(TEST_IMAGE)))
     saved = np.load(raw)
     assert saved.dtype == np.float32 and saved.shape == (480, 640)
     np.testing.assert_allclose(saved, expected, rtol=0, atol=1e-5 * float(np.abs(expected).max()))

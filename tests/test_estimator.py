@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from support.golden import TEST_IMAGE, load_fixture, rel_error
-from livedepth.inference.estimator import DepthEstimator, network_size, preprocess
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.model.midas import network_size, preprocess
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ def test_preprocess_matches_official() -> None:
 
 def test_end_to_end_keep_aspect_matches_official(weights_pt) -> None:
     frame = cv2.imread(str(TEST_IMAGE))
-    depth = DepthEstimator(weights=weights_pt, keep_aspect=True).predict(frame)
+    depth = DepthEstimator(weights=weights_pt, keep_aspect=True).load().predict(frame)
     golden = load_fixture("post_depth_480x640.npy")
     assert depth.dtype == np.float32 and depth.shape == golden.shape
     assert rel_error(depth, golden) <= 1e-4
@@ -40,7 +41,7 @@ def test_end_to_end_keep_aspect_matches_official(weights_pt) -> None:
 
 def test_square_default_returns_frame_resolution(weights_pt) -> None:
     frame = cv2.imread(str(TEST_IMAGE))[:, :600]
-    est = DepthEstimator(weights=weights_pt)
+    est = DepthEstimator(weights=weights_pt).load()
     assert est.preprocess(frame).shape == (1, 3, 256, 256)
     depth = est.predict(frame)
     assert depth.shape == (480, 600) and depth.dtype == np.float32
@@ -50,14 +51,14 @@ def test_square_default_returns_frame_resolution(weights_pt) -> None:
 def test_cuda_request_falls_back_to_cpu_without_cuda(weights_pt) -> None:
     import torch
 
-    est = DepthEstimator(weights=weights_pt, device="cuda")
-    assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    est = DepthEstimator(weights=weights_pt, device="cuda").load()
+    assert est.loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_threads_share_one_estimator_and_a_new_shape_never_blocks_a_ready_one(weights_pt) -> None:
     import threading
 
-    est = DepthEstimator(weights=weights_pt, size=128, keep_aspect=True, threads=1, backend="torch")
+    est = DepthEstimator(weights=weights_pt, size=128, keep_aspect=True, threads=1, backend="torch").load()
     landscape = cv2.resize(cv2.imread(str(TEST_IMAGE)), (160, 120))
     portrait = np.ascontiguousarray(landscape.transpose(1, 0, 2))
     assert est.input_size(*landscape.shape[:2]) == (96, 128) and est.input_size(*portrait.shape[:2]) == (128, 96)

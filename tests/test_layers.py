@@ -16,11 +16,6 @@ ROOT = Path(__file__).resolve().parents[1] / "livedepth"
 LAYERS = ("core", "render", "backends", "model", "inference", "settings", "io", "run", "web", "bench", "app",
           "cli", "__main__")
 
-#: Known arrows against the order, as (from package, to package). Phase 2 of issue 19 empties
-#: it: the backends become generic runners of any torch module and stop importing the network.
-PHASE2_EXCEPTIONS = {("backends", "model")}
-
-
 def module_name(path: Path, root: Path) -> str:
     """``livedepth/run/pipeline.py`` -> ``livedepth.run.pipeline``; a package's ``__init__`` is the package."""
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
@@ -103,7 +98,7 @@ def backward_arrows(graph: dict[str, set[str]], layers: tuple[str, ...] = LAYERS
                 continue  # the top-level package itself (its __init__ stays empty of imports)
             if low_from not in rank or low_to not in rank:
                 bad.append(f"{source} -> {target}: no layer for {low_from if low_from not in rank else low_to}")
-            elif rank[low_to] > rank[low_from] and (low_from, low_to) not in PHASE2_EXCEPTIONS:
+            elif rank[low_to] > rank[low_from]:
                 bad.append(f"{source} -> {target}: {low_from} is below {low_to}")
     return bad
 
@@ -124,12 +119,6 @@ def test_arrows_point_down_the_layers():
 def test_every_package_has_a_layer():
     packages = {layer(name) for name in import_graph(ROOT) if name.count(".") >= 1}
     assert packages <= set(LAYERS), packages - set(LAYERS)
-
-
-def test_the_known_exceptions_are_still_needed():
-    graph = import_graph(ROOT)
-    used = {(layer(s), layer(t)) for s, targets in graph.items() for t in targets}
-    assert PHASE2_EXCEPTIONS <= used, "an exception is no longer needed: drop it from PHASE2_EXCEPTIONS"
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

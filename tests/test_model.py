@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from support.golden import FIXTURES, load_fixture, rel_error
-from livedepth.model.midas import build_model, load_model
+from livedepth.model.midas import build_model
+from livedepth.model.network import load_network
 
 
 def test_state_dict_matches_official_schema() -> None:
@@ -22,7 +23,7 @@ def test_state_dict_matches_official_schema() -> None:
 
 @pytest.mark.parametrize("shape", ["256x256", "192x256"])
 def test_network_matches_golden(weights_pt, shape: str) -> None:
-    model = load_model(weights_pt)
+    model = load_network("midas-small", weights_pt)
     assert not model.training
     x = torch.from_numpy(load_fixture(f"net_input_1x3x{shape}.npy"))
     with torch.inference_mode():
@@ -33,7 +34,7 @@ def test_network_matches_golden(weights_pt, shape: str) -> None:
 
 
 def test_unused_residual_unit_never_runs(weights_pt) -> None:
-    model = load_model(weights_pt)
+    model = load_network("midas-small", weights_pt)
     x = torch.from_numpy(load_fixture("net_input_1x3x192x256.npy"))
     with torch.inference_mode():
         before = model(x)
@@ -49,7 +50,7 @@ def test_rejects_sizes_not_multiple_of_32() -> None:
 
 
 def test_batch_of_two_equals_single_frames(weights_pt) -> None:
-    model = load_model(weights_pt)
+    model = load_network("midas-small", weights_pt)
     x = torch.from_numpy(np.concatenate([load_fixture("net_input_1x3x256x256.npy")] * 2))
     with torch.inference_mode():
         y = model(x)

@@ -47,7 +47,7 @@ def fake(monkeypatch):
 
 @pytest.fixture(scope="module")
 def estimator(weights_pt):
-    return DepthEstimator(weights=weights_pt, size=64, threads=1, backend="torch")
+    return DepthEstimator(weights=weights_pt, size=64, threads=1, backend="torch").load()
 
 
 class Recorder(Sink):

@@ -62,7 +62,7 @@ def live_threads() -> list[str]:
 
 @pytest.fixture(scope="module")
 def estimator_factory(weights_pt):
-    return lambda **kw: SlowEstimator(weights=weights_pt, size=64, threads=1, **kw)
+    return lambda **kw: SlowEstimator(weights=weights_pt, size=64, threads=1, **kw).load()
 
 
 def test_realtime_file_with_a_slow_model_keeps_up_and_drops_the_rest(tmp_path, estimator_factory):

@@ -51,7 +51,7 @@ class Collect(Sink):
 
 def test_live_pipeline_filters_in_the_output_stage(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "clip.mp4", 10, 25.0)
-    estimator = DepthEstimator(weights=weights_pt, size=64, threads=1)
+    estimator = DepthEstimator(weights=weights_pt, size=64, threads=1).load()
     depths = {}
     for name, temporal in (("on", TemporalFilter()), ("off", None)):
         sink = Collect()

@@ -138,7 +138,7 @@ def mjpeg_stream(port: int, path: str = "/stream.mjpg") -> Iterator[bytes]:
 
 @pytest.fixture(scope="module")
 def estimator(weights_pt: Path) -> DepthEstimator:
-    return DepthEstimator(weights=weights_pt, size=128, threads=2)
+    return DepthEstimator(weights=weights_pt, size=128, threads=2).load()
 
 
 @pytest.fixture

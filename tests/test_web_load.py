@@ -68,7 +68,7 @@ def processed_fps(pipeline, seconds: float) -> float:
 
 @pytest.mark.slow
 def test_ten_viewers_one_stalled_do_not_slow_processing(weights_file: Path) -> None:
-    estimator = DepthEstimator(weights=weights_file, size=256, threads=2)
+    estimator = DepthEstimator(weights=weights_file, size=256, threads=2).load()
     source = SyntheticSource(640, 480, fps=60.0)
     options = WebOptions(port=0, max_clients=12, client_timeout=120)
     with running_pipeline(estimator, source, options) as (pipeline, server):
@@ -108,7 +108,7 @@ def rss_mb() -> float:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 def test_two_thousand_frames_keep_rss_bounded(weights_file: Path) -> None:
-    estimator = DepthEstimator(weights=weights_file, size=32, threads=2)
+    estimator = DepthEstimator(weights=weights_file, size=32, threads=2).load()
     source = SyntheticSource(64, 48, frames=2000, paced=False)
     samples = {}
     with running_pipeline(estimator, source, WebOptions(port=0)) as (pipeline, server):

@@ -24,6 +24,7 @@ from pathlib import Path
 from livedepth.app.convert import build_converter
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import read_cache, write_cache
+from livedepth.core.predictor import Predict
 from livedepth.core.vocab import VIDEO_SUFFIXES
 from livedepth.io.video import probe
 from livedepth.settings import Settings
@@ -108,7 +109,7 @@ def plan(inputs: Sequence[str], out_dir: Path, raw: Path | None = None,
     return jobs, skipped
 
 
-def convert_job(settings: Settings, job: Job, predict: Callable, on_frame: Callable[[], None] | None = None,
+def convert_job(settings: Settings, job: Job, predict: Predict, on_frame: Callable[[], None] | None = None,
                 stop: threading.Event | None = None, worker: str | None = None) -> FileResult:
     """Convert one job; never raises for a bad file (the result says why it failed).
 
@@ -362,7 +363,7 @@ def choose_jobs(settings: Settings, weights: str | Path | None, cores: int,
     import tempfile
 
     model = settings.model
-    key = f"{platform.processor() or platform.machine()}|{cores}|{model.backend}|{model.size}|{model.keep_aspect}"
+    key = f"{platform.processor() or platform.machine()}|{cores}|{model.name}|{model.backend}|{model.size}|{model.keep_aspect}"
     cached = read_cache("batch-jobs", key)
     if cached is not None:
         log.info("--jobs auto: %d jobs x %d threads (measured before)", *cached["split"])

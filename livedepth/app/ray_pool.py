@@ -37,6 +37,7 @@ from livedepth.app.batch import FileResult, Job, convert_job, peak_rss_mb
 from livedepth.app.ray_connect import CONNECT_TIMEOUT_S, connect, import_ray
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import cache_dir, write_atomically
+from livedepth.model import registry
 from livedepth.run.convert import partial_path
 from livedepth.settings import Settings
 
@@ -67,7 +68,8 @@ class ConvertActor:
 
         if _sha256(weights) != weights_sha256:
             raise LivedepthError("the weights arrived damaged (SHA-256 mismatch)")
-        path = cache_dir() / "ray" / f"midas_v21_small_256-{weights_sha256[:16]}.pt"
+        name = Path(registry.get(settings.model.name).weights.filename)
+        path = cache_dir() / "ray" / f"{name.stem}-{weights_sha256[:16]}{name.suffix}"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, weights)

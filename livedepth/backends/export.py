@@ -1,78 +1,118 @@
-"""Export a network for one fixed input size: ONNX (run by ONNX Runtime and OpenVINO) and OpenVINO IR.
-
-Generic: any module mapping a ``(1, 3, h, w)`` float32 input to a depth map. Everything that
-depends on the input size (Depth Anything's resampled position embedding, the head's resize
-targets) is traced as constants, so each input size gets its own file. Files are written to a
-temporary name and renamed on success.
-"""
+"""The ONNX export of a network, cached per model, weights, graph version and input size."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
+import inspect
 import logging
 import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from livedepth.backends.base import Network
+from livedepth.core.files import cache_dir, create_temp
+
 log = logging.getLogger(__name__)
 
-#: ONNX opset of the exported graphs (LayerNormalization is native from 17).
+#: ONNX opset of the exported model.
 OPSET = 17
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` (same suffix) that replaces it when the block succeeds."""
+def artifact_dir(weights_path: Path) -> Path:
+    """Where exported models go: next to the weights, else the livedepth cache."""
+    folder = weights_path.parent
+    if os.access(folder, os.W_OK):
+        return folder
+    fallback = cache_dir()
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def export_module(network: Network, height: int, width: int) -> nn.Module:
+    """The module exported for one input size: the network's export form (else its runtime form),
+    made from a CPU copy of the loaded network."""
+    model = copy.deepcopy(network.load()).cpu().eval()
+    if network.export_form is not None:
+        return network.export_form(model, height, width)
+    return network.runtime_form(model)
+
+
+def export_onnx(model: nn.Module, path: Path, height: int, width: int) -> Path:
+    """Export ``model`` for a fixed ``(1, 3, height, width)`` input to ``path`` (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
+    fd, tmp = create_temp(path)
     os.close(fd)
     try:
-        yield Path(tmp)
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, height, width),),
+                str(tmp),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["depth"],
+            )
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def export_onnx(module: nn.Module, path: Path, height: int, width: int, opset: int = OPSET) -> Path:
-    """Trace ``module`` (eval, fp32, CPU) on a ``(1, 3, height, width)`` input into ``path``.
-
-    The graph's input is ``input`` and its output ``depth``.
-    """
-    with _atomic(path) as tmp, warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # tracer warnings: the size-dependent values become constants
-        torch.onnx.export(
-            module.eval(),
-            (torch.zeros(1, 3, height, width),),
-            str(tmp),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["depth"],
-        )
+        tmp.unlink(missing_ok=True)
     log.info("exported %s", path)
     return path
 
 
-def export_openvino(onnx_path: Path, xml_path: Path, import_openvino: Callable[[], object]) -> Path:
-    """Convert an exported ONNX file to OpenVINO IR (``xml_path`` and its ``.bin``), weights in fp32.
+@functools.cache
+def _digest(name: str, code: str) -> str:
+    digest = hashlib.sha256()
+    for part in (name, code, inspect.getsource(export_module), inspect.getsource(export_onnx), str(OPSET),
+                 torch.__version__):
+        digest.update(part.encode())
+    return digest.hexdigest()[:12]
 
-    ``ov.save_model`` compresses weights to fp16 unless told not to, which is not faithful.
-    ``import_openvino`` imports the package (the backends layer's telemetry-free import).
-    """
-    ov = import_openvino()
-    model = ov.convert_model(str(onnx_path))
-    bin_path = xml_path.with_suffix(".bin")
-    with _atomic(xml_path) as tmp_xml:
-        tmp_bin = tmp_xml.with_suffix(".bin")
-        try:
-            ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-            os.replace(tmp_bin, bin_path)
-        finally:
-            tmp_bin.unlink(missing_ok=True)
-    log.info("converted %s", xml_path)
-    return xml_path
+
+def graph_version(network: Network) -> str:
+    """A digest of everything that shapes the exported graph: the model's name and code, the
+    export code, the opset and the torch version. It is part of every cached file's name, so a
+    code change never reuses a stale export."""
+    return _digest(network.name, network.code)
+
+
+class PerSize:
+    """Shared plumbing: one exported (cached) fp32 ONNX model per input size, and its runner."""
+
+    def __init__(self, network: Network, threads: int | None) -> None:
+        self.network = network
+        self.folder = artifact_dir(network.weights_path)
+        self.threads = threads
+        self.stem = f"{network.name}-{network.weights_sha256}-g{graph_version(network)}"
+        self._runners: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
+
+    def onnx_path(self, height: int, width: int) -> Path:
+        """The cached fp32 ONNX file for this input size (exported on first use)."""
+        path = self.folder / f"{self.stem}-{height}x{width}.onnx"
+        if not path.is_file():
+            export_onnx(export_module(self.network, height, width), path, height, width)
+        return path
+
+    def has_exports(self) -> bool:
+        return any(self.folder.glob(f"{self.stem}-*.onnx"))
+
+    def _build(self, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:
+        raise NotImplementedError
+
+    def prepare(self, height: int, width: int) -> None:
+        """Build the runner for this input size now instead of on the first frame."""
+        if (height, width) not in self._runners:
+            self._runners[height, width] = self._build(height, width)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        height, width = batch.shape[-2:]
+        self.prepare(height, width)
+        return self._runners[height, width](np.ascontiguousarray(batch, dtype=np.float32))[0]

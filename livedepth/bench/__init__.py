@@ -4,9 +4,9 @@ Every timed call is one network forward on a ``(1, 3, h, w)`` input. In each rep
 reference, every backend and a 2048^3 fp32 GEMM of every available implementation (torch,
 NumPy's BLAS, ONNX Runtime's MatMul, OpenVINO's MatMul) run once each, in a rotating order,
 so machine noise hits all rows alike; medians and ratios from one run are comparable even on
-a busy machine. GFLOP/s counts the convolutions each row's graph really runs (the
-reference's upsample-then-1x1 fusion order costs 9.19 GFLOP at 256x256, livedepth's graph
-8.94); int8 rows use the same fp32 count (useful work, not int8 ops). The fp32 peak at a
+a busy machine. GFLOP/s counts the work each row's network really runs (convolutions and
+matrix products, :func:`count_flops`; the README gives MiDaS's per size); int8 rows use the
+same fp32 count (useful work, not int8 ops). The fp32 peak at a
 thread count is the fastest GEMM implementation's median rate there (``peak_source`` names
 it: one library's GEMM can be half another's on the same CPU), and ``pct_peak`` of every
 fp32 row is relative to it; int8 rows have none. The report also records the machine
@@ -33,13 +33,18 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from livedepth import backends
-from livedepth.backends import available_cores
+from livedepth.backends.base import BACKENDS, Backend, is_available, require
+from livedepth.backends.export import OPSET
+from livedepth.backends.openvino import import_openvino
+from livedepth.backends.ort import ort_session
+from livedepth.backends.system import available_cores, cpu_model, package_versions
 from livedepth.core.errors import LivedepthError
+from livedepth.core.predictor import Predictor
 from livedepth.inference.estimator import DepthEstimator, synthetic_frames
 from livedepth.io.sources import FileSource
-from livedepth.model.midas import MidasSmall, build_model, count_flops
+from livedepth.model.registry import DEFAULT_MODEL, ModelSpec
 from livedepth.render.colorize import Colorizer
 from livedepth.run.pipeline import LivePipeline
 
@@ -73,23 +78,34 @@ class Row:
     peak_source: str = ""  # the GEMM implementation that set peak_gflops
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256"`` -> (256, 256); ``"192x256"`` -> (192, 256) (height x width, multiples of 32)."""
+def parse_size(text: str, multiple: int = 32) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"192x256"`` -> (192, 256) (height x width, multiples of ``multiple``)."""
     try:
         parts = [int(v) for v in text.lower().split("x")]
     except ValueError:
         raise LivedepthError(f"--size must be N or HxW, got {text!r}") from None
     h, w = (parts[0], parts[0]) if len(parts) == 1 else parts if len(parts) == 2 else (0, 0)
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise LivedepthError(f"--size must be N or HxW with multiples of 32, got {text!r}")
+    if h <= 0 or w <= 0 or h % multiple or w % multiple:
+        raise LivedepthError(f"--size must be N or HxW with multiples of {multiple}, got {text!r}")
     return h, w
 
 
-def reference_model(model: MidasSmall) -> MidasSmall:
-    """The official-order forward (upsample before each fusion 1x1 conv) with ``model``'s weights."""
-    ref = build_model(reference=True)
-    ref.load_state_dict(model.state_dict())
-    return ref
+def reference_network(spec: ModelSpec, network: nn.Module) -> nn.Module:
+    """The model's reference forward (its official order: ``build_reference``, else the network as
+    built) with ``network``'s weights, in eval mode."""
+    ref = (spec.build_reference or spec.build_network)()
+    ref.load_state_dict(network.state_dict())
+    return ref.eval()
+
+
+def count_flops(network: nn.Module, height: int, width: int) -> int:
+    """Floating-point operations (2 per multiply-add) one forward on a ``height x width`` input runs:
+    convolutions and matrix products, as torch's flop counter counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        network(torch.zeros(1, 3, height, width))
+    return int(counter.get_total_flops())
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -168,7 +184,7 @@ def _torch_gemm(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], obje
 def _ort_gemm(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], object]:
     """ONNX Runtime's MatMul, in a session set up like the onnx backend's (no spinning, which
     would also steal CPU from the rows timed after it)."""
-    if not backends.is_available("onnx"):
+    if not is_available("onnx"):
         raise RuntimeError("onnxruntime is not installed")
     from onnx import TensorProto, helper
 
@@ -179,17 +195,17 @@ def _ort_gemm(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], object
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", backends.OPSET)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8  # what ONNX Runtime 1.17 on (the oldest livedepth allows) reads
-    session = backends.ort_session(model.SerializeToString(), threads)
+    session = ort_session(model.SerializeToString(), threads)
     return lambda: session.run(None, {"a": a, "b": b})[0]
 
 
 def _openvino_gemm(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], object]:
     """OpenVINO's MatMul, pinned to fp32 like the openvino backend."""
-    if not backends.is_available("openvino"):
+    if not is_available("openvino"):
         raise RuntimeError("openvino is not installed")
-    ov = backends.import_openvino()
+    ov = import_openvino()
     try:
         from openvino import opset13 as ops
     except ImportError:  # OpenVINO 2024
@@ -289,7 +305,7 @@ def system_info() -> dict:
     except (AttributeError, KeyError, TypeError):
         blas_name = None
     return {
-        "cpu_model": backends.cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_features": cpu_features(),
         "board": _read("/proc/device-tree/model"),
         "machine": platform.machine(),
@@ -300,7 +316,7 @@ def system_info() -> dict:
         "os": _os_name(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "packages": backends.package_versions(REPORTED_PACKAGES),
+        "packages": package_versions(REPORTED_PACKAGES),
         "numpy_blas": blas_name,
         "env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                             "LIVEDEPTH_BACKEND") if k in os.environ},
@@ -316,7 +332,7 @@ def _torch_runner(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Call
     return run
 
 
-def _backend_runner(backend: backends.Backend, x: np.ndarray, threads: int) -> Callable[[], object]:
+def _backend_runner(backend: Backend, x: np.ndarray, threads: int) -> Callable[[], object]:
     def run() -> object:
         torch.set_num_threads(threads)
         return backend(x)
@@ -324,17 +340,17 @@ def _backend_runner(backend: backends.Backend, x: np.ndarray, threads: int) -> C
     return run
 
 
-def measure_startup(weights: Path, backend: str, size: int, threads: int) -> float:
+def measure_startup(weights: Path, backend: str, size: int, threads: int, model: str = DEFAULT_MODEL) -> float:
     """Seconds from starting a fresh Python process to its first depth frame (caches warm)."""
     code = (  # not through livedepth.bench, whose imports the estimator itself may not need
         "import sys, time, json; from livedepth.inference.estimator import DepthEstimator, synthetic_frames; "
-        "e = DepthEstimator(weights=sys.argv[1], backend=sys.argv[2], size=int(sys.argv[3]), "
-        "threads=int(sys.argv[4])); "
+        "e = DepthEstimator(sys.argv[6], weights=sys.argv[1], backend=sys.argv[2], size=int(sys.argv[3]), "
+        "threads=int(sys.argv[4])).load(); "
         "e.predict(synthetic_frames(1)[0]); print(json.dumps({'startup_s': time.time() - float(sys.argv[5])}))"
     )
     started = time.time()
     out = subprocess.run(
-        [sys.executable, "-c", code, str(weights), backend, str(size), str(threads), repr(started)],
+        [sys.executable, "-c", code, str(weights), backend, str(size), str(threads), repr(started), model],
         capture_output=True,
         text=True,
         check=False,
@@ -347,7 +363,8 @@ def measure_startup(weights: Path, backend: str, size: int, threads: int) -> flo
 def run_bench(
     weights: str | Path | None = None,
     *,
-    sizes: Sequence[tuple[int, int]] = ((256, 256),),
+    model: str = DEFAULT_MODEL,
+    sizes: Sequence[tuple[int, int]] | None = None,
     threads: Sequence[int] = (1, 2),
     backend_names: Sequence[str] | None = None,
     warmup: int = 3,
@@ -356,13 +373,14 @@ def run_bench(
     weights_config: dict | None = None,
     gemm_n: int = SGEMM_N,
 ) -> dict:
-    """Benchmark the reference forward and every requested backend; the JSON-able report.
+    """Benchmark ``model``'s reference forward and every requested backend; the JSON-able report.
 
-    ``gemm_n``: the side of the GEMMs that give the fp32 peak (smaller only where a big one
-    takes too long, as under emulation: a small GEMM understates the peak)."""
-    names = list(backend_names) if backend_names else [b for b in backends.BACKENDS if backends.is_available(b)]
+    ``sizes``: network inputs (h, w), default the model's default size, square. ``gemm_n``: the
+    side of the GEMMs that give the fp32 peak (smaller only where a big one takes too long, as
+    under emulation: a small GEMM understates the peak)."""
+    names = list(backend_names) if backend_names else [b for b in BACKENDS if is_available(b)]
     for name in names:
-        backends.resolve_name(name)
+        require(name)
     rows: list[Row] = []
     peaks: dict[int, tuple[float, str]] = {}
     gemm_by_threads: dict[str, dict[str, float | None]] = {}
@@ -372,16 +390,19 @@ def run_bench(
     with _blas_threads_restored():
         for t in threads:
             torch.set_num_threads(t)
-            # keep_aspect: nothing is built for 256x256 up front; each size is prepared below.
+            # keep_aspect: nothing is built for the square size up front; each size is prepared below.
             estimators = {
-                name: DepthEstimator(weights, threads=t, keep_aspect=True, backend=name, weights_config=weights_config)
+                name: DepthEstimator(model, weights=weights, threads=t, keep_aspect=True, backend=name,
+                                     weights_config=weights_config).load()
                 for name in names
             }
             first = next(iter(estimators.values()), None) or DepthEstimator(
-                weights, threads=t, keep_aspect=True, backend="torch", weights_config=weights_config
-            )
-            weights_path = first.weights_path
-            reference = reference_model(first.model)
+                model, weights=weights, threads=t, keep_aspect=True, backend="torch", weights_config=weights_config
+            ).load()
+            spec = first.spec
+            sizes = sizes or [(spec.default_size, spec.default_size)]
+            weights_path = first.loaded.weights_path
+            reference = reference_network(spec, first.network)
             gemms, skipped = gemm_runners(t, gemm_n)
             gemm_skipped.update(skipped)
             for h, w in sizes:
@@ -403,7 +424,7 @@ def run_bench(
                     gemm_by_threads[str(t)] = {name: round(rates[name], 1) if name in rates else None
                                                for name in GEMM_IMPLEMENTATIONS}
                 flops = {"reference": count_flops(reference, h, w)}
-                flops_fast = count_flops(first.model, h, w)
+                flops_fast = count_flops(first.network, h, w)
                 gflop_by_size[f"{h}x{w}"] = {"reference": round(flops["reference"] / 1e9, 3),
                                              "livedepth": round(flops_fast / 1e9, 3)}
                 ref_ms = float(np.median(times["reference"]))
@@ -429,9 +450,10 @@ def run_bench(
         for row in rows:
             h, w = parse_size(row.size)
             if row.backend != "reference" and h == w:
-                row.startup_s = round(measure_startup(weights_path, row.backend, h, row.threads), 2)
+                row.startup_s = round(measure_startup(weights_path, row.backend, h, row.threads, model), 2)
     top = max(peaks.values()) if peaks else None
     return {
+        "model": model,
         "results": [asdict(row) for row in rows],
         "peak_gflops": top[0] if top else None,
         "peak_source": top[1] if top else None,
@@ -508,7 +530,7 @@ def write_test_video(path: Path, frames: int, fps: float = 30.0) -> Path:
     return path
 
 
-def seeds_loop(video: Path, reference: MidasSmall, size: int = 256, max_frames: int | None = None) -> float:
+def seeds_loop(video: Path, reference: nn.Module, size: int = 256, max_frames: int | None = None) -> float:
     """The seeds' way, sequentially: read, float64 square resize, eager forward, bicubic upsample,
     per-frame min/max, colormap. Returns frames per second."""
     mean = np.array([0.485, 0.456, 0.406])
@@ -536,7 +558,7 @@ def seeds_loop(video: Path, reference: MidasSmall, size: int = 256, max_frames: 
     return count / (time.perf_counter() - start)
 
 
-def live_loop(video: Path, estimator, max_frames: int) -> float:
+def live_loop(video: Path, estimator: Predictor, max_frames: int) -> float:
     """livedepth's live pipeline on the same file with no window or sinks; processed fps."""
     pipeline = LivePipeline(
         FileSource(video), estimator, Colorizer(normalize="stable"), max_frames=max_frames
@@ -546,20 +568,24 @@ def live_loop(video: Path, estimator, max_frames: int) -> float:
 
 
 def end_to_end(
-    weights: str | Path | None, backend: str, threads: int, frames: int, weights_config: dict | None = None
+    weights: str | Path | None, backend: str, threads: int, frames: int, weights_config: dict | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> dict:
-    """Seeds' loop vs the live pipeline on one synthetic 640x480 video, interleaved twice."""
+    """Seeds' loop vs the live pipeline on one synthetic 640x480 video, interleaved twice, at the
+    model's default size."""
     torch.set_num_threads(threads)
-    estimator = DepthEstimator(weights, threads=threads, backend=backend, weights_config=weights_config)
-    reference = reference_model(estimator.model)
+    estimator = DepthEstimator(model, weights=weights, threads=threads, backend=backend,
+                               weights_config=weights_config).load()
+    reference = reference_network(estimator.spec, estimator.network)
     with tempfile.TemporaryDirectory() as tmp:
         video = write_test_video(Path(tmp) / "bench.mp4", frames)
         seeds, live = [], []
         for _ in range(2):
-            seeds.append(seeds_loop(video, reference))
+            seeds.append(seeds_loop(video, reference, estimator.size))
             live.append(live_loop(video, estimator, frames))
     seeds_fps, live_fps = max(seeds), max(live)
     return {
+        "model": model,
         "frames": frames,
         "frame": f"{FRAME_HW[1]}x{FRAME_HW[0]}",
         "threads": threads,

@@ -10,18 +10,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from livedepth.cli import bench, convert, image, live, metrics, weights
+from livedepth.cli import bench, convert, image, live, metrics, models, weights
 from livedepth.cli.common import EXIT_USAGE
 from livedepth.core.errors import LivedepthError
 
 log = logging.getLogger("livedepth")
 
-COMMANDS = (image, weights, live, convert, bench, metrics)
+COMMANDS = (image, weights, models, live, convert, bench, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``livedepth`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="livedepth", description="Real-time MiDaS depth on the CPU.")
+    parser = argparse.ArgumentParser(prog="livedepth", description="Real-time depth (MiDaS and more: livedepth models) on the CPU.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

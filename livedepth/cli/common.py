@@ -46,7 +46,7 @@ def add_config_flags(parser: argparse.ArgumentParser, preset: str | None) -> Non
     """``--config`` and ``--weights`` (the weights flag wins over ``$LIVEDEPTH_WEIGHTS`` and the config)."""
     default = f" (default: the {preset} preset)" if preset else ""
     parser.add_argument("--config", metavar="FILE_OR_PRESET", help=f"TOML file or preset name{default}")
-    parser.add_argument("--weights", metavar="PATH", help="MiDaS v2.1 small checkpoint (midas_v21_small_256.pt)")
+    parser.add_argument("--weights", metavar="PATH", help="the model's checkpoint (default: the cache, else a download)")
     parser.set_defaults(preset=preset)
 
 

@@ -105,7 +105,7 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
 
     from livedepth.app import batch  # on use, with the two below: keeps `livedepth --help` fast
     from livedepth.app.convert import calibration_frames
-    from livedepth.backends import available_cores
+    from livedepth.backends.system import available_cores
 
     jobs_flag = _jobs(args.jobs)
     if settings.convert.ply is not None:
@@ -118,11 +118,10 @@ def _many_files(args: argparse.Namespace, settings, progress: bool, quiet: bool)
     workers = jobs_flag
     calibration = calibration_frames(settings, jobs[0].source) if jobs else None
     if args.ray is not None:
+        from livedepth.app.estimator import resolve_weights
         from livedepth.app.ray_pool import RayPool  # on use: only --ray needs it
-        from livedepth.model.weights import resolve, weights_spec
 
-        config = {k: v for k, v in vars(settings.weights).items() if v is not None}
-        weights = resolve(weights_spec(args.weights, config)).path
+        weights = resolve_weights(settings, args.weights)
         settings = replace(settings, model=replace(settings.model, threads=settings.model.threads or 1))
         pool = RayPool(settings, weights, args.ray or None, transfer=args.ray_transfer, calibration=calibration)
         if jobs:

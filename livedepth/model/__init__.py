@@ -1,1 +1,1 @@
-"""The MiDaS v2.1 small network and its weights."""
+"""The depth models: the registry, each model's network and transform, and their weights."""

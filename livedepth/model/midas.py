@@ -1,23 +1,33 @@
-"""MiDaS v2.1 small (``MidasNet_small``) on timm's ``tf_efficientnet_lite3``.
+"""MiDaS v2.1 small (``MidasNet_small``) on timm's ``tf_efficientnet_lite3``: the ``midas-small`` model.
 
 The module tree reproduces the official checkpoint's key layout exactly, so the
-official ``midas_v21_small_256.pt`` loads unchanged with ``strict=True``.
+official ``midas_v21_small_256.pt`` loads unchanged with ``strict=True``. The official
+transform (``small_transform``) and the bicubic upsampling back to the frame are here too.
+timm is imported only where the network is built: it takes seconds, and a warm export cache
+never builds the network.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import timm
+import cv2
+import numpy as np
 import torch
-from timm.layers import Conv2dSame
 import torch.nn.functional as F
 from torch import nn
 
-from livedepth.model.weights import WeightsSpec, load_state_dict_into, resolve
+from livedepth.model.registry import ModelSpec, WeightsSource
 
-__all__ = ["MidasSmall", "build_model", "count_flops", "fetch_and_verify", "fold_batchnorm", "load_model",
-           "static_padding"]
+__all__ = ["SPEC", "MidasSmall", "build_model", "fold_batchnorm", "network_size", "postprocess", "preprocess",
+           "runtime_form", "export_form", "static_padding"]
+
+WEIGHTS = WeightsSource(
+    filename="midas_v21_small_256.pt",
+    # the URL MiDaS's hubconf.py uses for MiDaS_small; the release publishes no SHA-256
+    url="https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt",
+    sha256=None,
+)
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 #: Channels of the four backbone taps (strides 4, 8, 16, 32).
 BACKBONE_CHANNELS = (32, 48, 136, 384)
@@ -30,6 +40,8 @@ class _Backbone(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        import timm  # here, not at the top: see the module's docstring
+
         net = timm.create_model(
             "tf_efficientnet_lite3", pretrained=False, features_only=True, out_indices=(1, 2, 3, 4)
         )
@@ -202,6 +214,8 @@ def static_padding(model: nn.Module, height: int, width: int) -> nn.Module:
     The exported graph then has no shape arithmetic (which ONNX quantization mishandles).
     Returns ``model``.
     """
+    from timm.layers import Conv2dSame  # only a built network (which imported timm) has these
+
     sizes: dict[nn.Module, tuple[int, int]] = {}
     same = [m for m in model.modules() if isinstance(m, Conv2dSame)]
 
@@ -232,19 +246,6 @@ def static_padding(model: nn.Module, height: int, width: int) -> nn.Module:
     return model
 
 
-def count_flops(model: nn.Module, height: int, width: int) -> int:
-    """Floating-point operations (2 per multiply-add) of the convolutions one forward runs."""
-    total = 0
-
-    def hook(module: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
-
-    _probe(model, height, width, [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)])
-    return total
-
-
 def _probe(model: nn.Module, height: int, width: int, handles: list) -> None:
     """One forward on zeros so that the hooks behind ``handles`` see it; then remove them."""
     try:
@@ -255,16 +256,80 @@ def _probe(model: nn.Module, height: int, width: int, handles: list) -> None:
             handle.remove()
 
 
-def load_model(path: str | Path) -> MidasSmall:
-    """Load an official-format checkpoint (a plain ``torch.save``d state dict) in eval mode."""
-    model = build_model()
-    load_state_dict_into(model, Path(path))
-    return model
+def runtime_form(model: nn.Module) -> nn.Module:
+    """What the torch backend runs (``model`` is a copy, changed in place): BN folded into the
+    convs, and the first fusion block's residual unit, which the forward never runs, dropped."""
+    fast = fold_batchnorm(model).eval()
+    fast.scratch.refinenet4.resConfUnit1 = None
+    return fast
 
 
-def fetch_and_verify(spec: WeightsSpec, download: bool = False) -> str:
-    """Resolve the weights (downloading them with ``download``), load them into the model and
-    return ``PATH ok sha256=... (from ORIGIN)``."""
-    resolved = resolve(spec, allow_download=download)
-    sha = load_state_dict_into(build_model(), resolved.path, spec.sha256)
-    return f"{resolved.path} ok sha256={sha} (from {resolved.origin})"
+def export_form(model: nn.Module, height: int, width: int) -> nn.Module:
+    """What is exported for one input size: the runtime form with the "same" padding fixed."""
+    return static_padding(runtime_form(model), height, width)
+
+
+def network_size(height: int, width: int, size: int = 256, keep_aspect: bool = False) -> tuple[int, int]:
+    """The network's input (height, width) for a frame.
+
+    Square mode gives ``(size, size)``. Keep-aspect mode is the official ``small_transform``:
+    scale by ``min(size/H, size/W)``, round each side to a multiple of 32 (half to even),
+    and floor instead where rounding would exceed ``size``.
+    """
+    if not keep_aspect:
+        return size, size
+    scale = min(size / height, size / width)
+
+    def snap(x: float) -> int:
+        y = int(np.round(x / 32) * 32)
+        return int(np.floor(x / 32) * 32) if y > size else y
+
+    return snap(scale * height), snap(scale * width)
+
+
+def preprocess(frame_bgr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """BGR uint8 HxWx3 -> normalised float32 ``(1, 3, h, w)``, as the official transform.
+
+    The frame is scaled to [0, 1] before the bicubic resize (resizing uint8 first is wrong),
+    with no clipping or antialiasing.
+    """
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB).astype(np.float32) * np.float32(1 / 255)
+    h, w = out_hw
+    resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+    normalised = (resized - MEAN) / STD
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+
+
+def postprocess(depth: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+    """The network's ``(h, w)`` output upsampled to the frame: ``cv2.INTER_CUBIC`` matches the
+    official bicubic upsampling (``align_corners=False``) within the golden tests' bar, at a
+    fraction of torch's cost (README, "Fidelity")."""
+    height, width = frame_hw
+    if depth.shape != (height, width):
+        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(depth, dtype=np.float32)
+
+
+def reference_model() -> MidasSmall:
+    """The network with the fusion blocks in the official order (``livedepth bench`` times it)."""
+    return build_model(reference=True)
+
+
+SPEC = ModelSpec(
+    name="midas-small",
+    build_network=build_model,
+    weights=WEIGHTS,
+    size_multiple=32,
+    default_size=256,
+    size_rule="a multiple of 32 (default 256): square size x size, or with --keep-aspect the long side",
+    input_size=network_size,
+    preprocess=preprocess,
+    postprocess=postprocess,
+    adapt_state_dict=dict,  # the official keys, as they are
+    parameters="21M",
+    license="MIT",
+    description="MiDaS v2.1 small (2021): EfficientNet-Lite3 encoder, fast on a CPU",
+    runtime_form=runtime_form,
+    export_form=export_form,
+    build_reference=reference_model,
+)

@@ -20,6 +20,7 @@ import numpy as np
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Frame, Rendered
+from livedepth.core.predictor import Predict
 from livedepth.core.stages import Channel, Stages
 from livedepth.core.vocab import muxer
 from livedepth.io.passthrough import kept_streams
@@ -73,7 +74,7 @@ def output_size(info: VideoInfo, colorizer) -> tuple[int, int]:
 class Converter:
     """One conversion of ``source`` to ``output``; :meth:`run` does it.
 
-    ``predict`` maps a BGR frame to float32 depth (``DepthEstimator.predict``); ``temporal`` (a
+    ``predict`` maps a BGR frame to float32 depth (a ``Predictor``'s ``predict``); ``temporal`` (a
     :class:`~livedepth.render.temporal.TemporalFilter`) filters it before colours and ``raw``. With
     ``ply`` (a folder), every ``ply_every``-th frame's point cloud is saved there through
     ``camera`` as ``<frame index>.ply``. Decoding and
@@ -94,7 +95,7 @@ class Converter:
         source: Path,
         output: Path,
         info: VideoInfo,
-        predict: Callable[[np.ndarray], np.ndarray],
+        predict: Predict,
         colorizer,
         *,
         audio: str = "all",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from livedepth.core.frames import Frame, Rendered
+from livedepth.core.predictor import Predictor
 from livedepth.io.sinks import Sink
 from livedepth.io.source import Source
 from livedepth.run.capture import Capture
@@ -132,7 +133,7 @@ class LivePipeline:
     def __init__(
         self,
         source: Source,
-        estimator,
+        estimator: Predictor,
         colorizer,
         sinks: Sequence[Sink] = (),
         *,

@@ -34,6 +34,7 @@ import numpy as np
 
 from livedepth.core.errors import LivedepthError
 from livedepth.core.frames import Rendered
+from livedepth.core.predictor import Predictor
 from livedepth.core.stages import Latest
 from livedepth.io.sinks import Sink
 from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
@@ -265,7 +266,7 @@ class WebServer:
         self,
         options: WebOptions,
         *,
-        estimator=None,
+        estimator: Predictor | None = None,
         stats: Callable[[], dict] | None = None,
         colorizer: Colorizer | None = None,
     ) -> None:

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 import cv2
 import numpy as np
 
+from livedepth.core.predictor import Predictor
 from livedepth.render.colorize import Colorizer
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class UploadLimits:
     max_side: int = 1920
 
 
-def depth_png(estimator, data: bytes, layout: str, colormap: str, limits: UploadLimits) -> bytes:
+def depth_png(estimator: Predictor, data: bytes, layout: str, colormap: str, limits: UploadLimits) -> bytes:
     """The colorized depth of the photo in ``data`` as PNG bytes."""
     image = decode_upload(data, limits.max_pixels)
     h, w = image.shape[:2]
@@ -149,7 +150,7 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
     try:
         from livedepth.inference.estimator import DepthEstimator  # after background_priority: torch's pools inherit it
 
-        estimator, failure = DepthEstimator(**estimator_settings), None
+        estimator, failure = DepthEstimator(**estimator_settings).load(), None
     except Exception as exc:  # noqa: BLE001 - every request gets the reason
         estimator, failure = None, f"{type(exc).__name__}: {exc}"
     while True:
