@@ -5,7 +5,8 @@ rel = max|y - g| / max|g| <= 1e-4 for every case, as ../shared/golden_da2/README
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,10 +17,11 @@ import torch.nn.functional as F
 
 from support.golden import expand_synthetic_weights, rel_error
 from support.golden_da2 import TEST_IMAGE, checked, stored_goldens, synthetic_state
-from livedepth.model import depth_anything as da
-from livedepth.backends import _ov_runner, import_openvino, ort_session
 from livedepth.core.errors import LivedepthError, WeightsError
-from livedepth.backends.export import export_onnx, export_openvino
+from livedepth.inference.estimator import DepthEstimator
+from livedepth.model import depth_anything as da
+from livedepth.model import registry
+from livedepth.model.registry import WeightsSource
 from livedepth.model.weights import read_state_dict
 
 TOLERANCE = 1e-4
@@ -215,63 +217,50 @@ def test_unused_residual_unit_never_runs_and_batches_match(network) -> None:
     assert torch.allclose(before[1:], single, rtol=0, atol=1e-5 * float(single.abs().max()))
 
 
-def test_spec_fields_follow_the_registry_contract() -> None:
-    fields = da.spec_fields()
-    assert set(fields) == {
-        "name", "build_network", "weights", "size_multiple", "default_size", "size_rule", "input_size",
-        "preprocess", "postprocess", "adapt_state_dict", "parameters", "license", "description",
-    }
-    assert fields["name"] == "depth-anything-v2-small" and fields["license"] == "Apache-2.0"
-    assert fields["weights"] == {
-        "filename": "depth_anything_v2_vits.pth",
-        "url": "https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth",
-        "sha256": "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",
-        "size_bytes": 99_218_434,
-    }
-    assert (fields["size_multiple"], fields["default_size"], fields["parameters"]) == (14, 518, "25M")
-    assert fields["input_size"](480, 640, 518, True) == (518, 686)
-    net = fields["build_network"]()
+def test_the_registry_entry() -> None:
+    spec = registry.get("depth-anything-v2-small")
+    assert spec is da.SPEC and spec.name in registry.model_names()
+    assert spec.license == "Apache-2.0"
+    assert spec.weights == WeightsSource(
+        filename="depth_anything_v2_vits.pth",
+        url="https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth",
+        sha256="715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",
+        size_bytes=99_218_434,
+    )
+    assert (spec.size_multiple, spec.default_size, spec.parameters) == (14, 518, "25M")
+    assert spec.size_problem(252) is None and spec.size_problem(256) is not None
+    assert spec.input_size(480, 640, 518, True) == (518, 686)
+    assert spec.export_form is None  # no BN to fold, no "same" padding to fix: the network as it is
+    net = spec.build_network()
     assert isinstance(net, torch.nn.Module) and not net.training
-    assert f"{round(da.parameter_count(net) / 1e6)}M" == fields["parameters"]
+    assert f"{round(da.parameter_count(net) / 1e6)}M" == spec.parameters
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, network) -> Callable[[int, int], Path]:
-    """The network exported to ONNX for an input size (once per size)."""
-    folder = tmp_path_factory.mktemp("da2-onnx")
-    paths: dict[tuple[int, int], Path] = {}
-
-    def export(height: int, width: int) -> Path:
-        if (height, width) not in paths:
-            paths[height, width] = export_onnx(network, folder / f"da2-{height}x{width}.onnx", height, width)
-        return paths[height, width]
-
-    return export
-
-
-def _runtime(name: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    if name == "onnxruntime":
-        session = ort_session(path, threads=None)
-        return lambda x: session.run(None, {"input": x})[0]
-    xml = export_openvino(path, path.with_suffix(".xml"), import_openvino)
-    assert xml.with_suffix(".bin").stat().st_size > 24_000_000 * 4  # fp32 weights, not compressed to fp16
-    return _ov_runner(xml, threads=None)
+def test_the_registry_imports_no_timm() -> None:
+    """``livedepth models`` reads both entries without importing timm (it takes seconds)."""
+    code = ("import sys; from livedepth.model import registry; specs = registry.specs(); "
+            "assert [s.name for s in specs] == ['midas-small', 'depth-anything-v2-small']; "
+            "assert 'timm' not in sys.modules, 'timm imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_exported_graphs_match_goldens(exported, goldens, frame, runtime: str) -> None:
-    """Per-size exports (position embedding and resize targets baked in) stay faithful."""
-    pytest.importorskip(runtime)
-    run = _runtime(runtime, exported(392, 518))
-    rel = rel_error(run(goldens["net_input_1x3x392x518"]), goldens["net_output_1x392x518"])
-    report(f"{runtime} net 392x518", rel)
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
+def test_backends_match_goldens_at_each_size(official_pt, goldens, frame, backend: str) -> None:
+    """Each backend builds one graph per input size (the resampled position embedding and the
+    resize targets are constants in it), and each stays faithful."""
+    if backend != "torch":
+        pytest.importorskip({"onnx": "onnxruntime", "openvino": "openvino"}[backend])
+    estimator = DepthEstimator(da.NAME, weights=official_pt, size=252, keep_aspect=True, backend=backend).load()
+    assert estimator.backend_name == backend
+    rel = rel_error(estimator.backend(goldens["net_input_1x3x392x518"]), goldens["net_output_1x392x518"][0])
+    report(f"{backend} net 392x518", rel)
     assert rel <= TOLERANCE
-    x = da.preprocess(frame, da.input_size(*frame.shape[:2], 252, keep_aspect=True))
-    run = _runtime(runtime, exported(*x.shape[-2:]))
     pre_output = goldens["pre_output_1x252x336"]
     golden = F.interpolate(torch.from_numpy(pre_output)[:, None], (480, 640), mode="bilinear", align_corners=True)
-    depth = da.postprocess(run(x)[0], frame.shape[:2])
-    rel = rel_error(depth, golden[0, 0].numpy())
-    report(f"{runtime} post_depth 480x640 at 252", rel)
+    rel = rel_error(estimator.predict(frame), golden[0, 0].numpy())
+    report(f"{backend} post_depth 480x640 at 252", rel)
     assert rel <= TOLERANCE
+    if backend != "torch":  # one cached export per size, beside the weights
+        exports = {path.name.rsplit("-", 1)[1] for path in official_pt.parent.glob(f"{da.NAME}-*.onnx")}
+        assert {"392x518.onnx", "252x336.onnx"} <= exports

@@ -6,7 +6,8 @@ once :func:`adapt_state_dict` has dropped the training-only ``pretrained.mask_to
 
 Reference: github.com/DepthAnything/Depth-Anything-V2 at a561b849, ``DepthAnythingV2(encoder='vits',
 features=64, out_channels=[48, 96, 192, 384])``; ``image2tensor`` and ``infer_image`` for the
-pre- and postprocessing.
+pre- and postprocessing. timm is imported only where the network is built: it takes seconds,
+and ``livedepth models`` or a warm export cache never builds the network.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from collections.abc import Mapping
 
 import cv2
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from livedepth.core.errors import LivedepthError, WeightsError
+from livedepth.model.registry import ModelSpec, WeightsSource
 
 NAME = "depth-anything-v2-small"
 #: The ViT's patch size: network inputs are multiples of it.
@@ -42,16 +43,14 @@ DEFAULT_SIZE = 518
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
 
-WEIGHTS = {
-    "filename": "depth_anything_v2_vits.pth",
-    "url": "https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth",
-    "sha256": "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",
-    "size_bytes": 99_218_434,
-}
-SIZE_RULE = (
-    "a multiple of 14 (default 518); --keep-aspect: the shorter side becomes SIZE, each side a multiple of 14; "
-    "else SIZE x SIZE"
+WEIGHTS = WeightsSource(
+    filename="depth_anything_v2_vits.pth",
+    url="https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth",
+    sha256="715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",  # its Hugging Face LFS details
+    size_bytes=99_218_434,
 )
+SIZE_RULE = ("a multiple of 14 (default 518): square size x size, or with --keep-aspect the short side "
+             "(the official sizing)")
 #: Checkpoint entries this network does not have (``mask_token`` is only used in training).
 DROPPED_KEYS = ("pretrained.mask_token",)
 
@@ -103,6 +102,8 @@ class DinoV2Encoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        import timm  # here, not at the top: see the module's docstring
+
         vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, dynamic_img_size=True, num_classes=0)
         self.cls_token = vit.cls_token
         self.pos_embed = vit.pos_embed
@@ -326,20 +327,18 @@ def postprocess(depth: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
         return F.interpolate(tensor, size=frame_hw, mode="bilinear", align_corners=True)[0, 0].numpy()
 
 
-def spec_fields() -> dict:
-    """The registry entry's fields: ``ModelSpec(**fields)`` once ``weights`` is a ``WeightsSource``."""
-    return {
-        "name": NAME,
-        "build_network": build_network,
-        "weights": dict(WEIGHTS),
-        "size_multiple": PATCH,
-        "default_size": DEFAULT_SIZE,
-        "size_rule": SIZE_RULE,
-        "input_size": input_size,
-        "preprocess": preprocess,
-        "postprocess": postprocess,
-        "adapt_state_dict": adapt_state_dict,
-        "parameters": "25M",
-        "license": "Apache-2.0",
-        "description": "Depth Anything V2 Small (DINOv2 ViT-S/14 + DPT): finer relative depth, about 6x the compute",
-    }
+SPEC = ModelSpec(
+    name=NAME,
+    build_network=build_network,
+    weights=WEIGHTS,
+    size_multiple=PATCH,
+    default_size=DEFAULT_SIZE,
+    size_rule=SIZE_RULE,
+    input_size=input_size,
+    preprocess=preprocess,
+    postprocess=postprocess,
+    adapt_state_dict=adapt_state_dict,
+    parameters="25M",
+    license="Apache-2.0",
+    description="Depth Anything V2 Small (DINOv2 ViT-S/14 + DPT): finer relative depth, about 6x the compute",
+)
