@@ -5,7 +5,7 @@ For each thread count and square input size, one run times, in rotating order pe
 - ``predict/<backend>``: preprocess a 640x480 frame to ``size x size``, run the backend's
   forward, upsample to 640x480 (what ``predict`` does), for the backends asked for:
   ``torch`` (eager), ``jit`` (traced and frozen), ``onnx`` (ONNX Runtime), ``openvino`` (as
-  the backends layer configures it) and ``openvino-unpinned`` (the same, threads not pinned to
+  the backends layer configures it; these three are the real backends) and ``openvino-unpinned`` (the same, threads not pinned to
   cores), the last three on a graph exported for that size.
 
 It prints the median and least wall ms, the median CPU ms of the process (robust to a busy
@@ -22,7 +22,6 @@ import argparse
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,16 +34,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from support.golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
 
+from livedepth.backends.base import Network  # noqa: E402
+from livedepth.backends.create import create_backend  # noqa: E402
+from livedepth.backends.openvino import import_openvino  # noqa: E402
+from livedepth.backends.ort import OnnxBackend  # noqa: E402
 from livedepth.model import depth_anything as da  # noqa: E402
-from livedepth.backends import _ov_runner, import_openvino, ort_session  # noqa: E402
-from livedepth.backends.export import export_onnx  # noqa: E402
 
 Runner = Callable[[np.ndarray], np.ndarray]
 FAITHFUL = 1e-4
 
 
 def forward_runners(network: torch.nn.Module, names: list[str], size: int, threads: int, folder: Path) -> dict[str, Runner]:
-    """Each backend's forward for a ``(1, 3, size, size)`` input."""
+    """Each backend's forward for a ``(1, 3, size, size)`` input: eager torch, and the real
+    backends (``jit`` is the torch backend: traced and frozen per size) on ``network``."""
+    spec = da.SPEC
+    loaded = Network(spec.name, lambda: network, "synthetic", folder / spec.weights.filename, spec.graph_source(),
+                     spec.runtime_form, spec.export_form)
     runners: dict[str, Runner] = {}
 
     def eager(x: np.ndarray) -> np.ndarray:
@@ -53,28 +58,12 @@ def forward_runners(network: torch.nn.Module, names: list[str], size: int, threa
 
     if "torch" in names:
         runners["torch"] = eager
-    if "jit" in names:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            graph = torch.jit.freeze(torch.jit.trace(network, torch.zeros(1, 3, size, size), check_trace=False))
-
-        def jit(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return graph(torch.from_numpy(x))[0].numpy()
-
-        runners["jit"] = jit
-    if {"onnx", "openvino", "openvino-unpinned"} & set(names):
-        path = folder / f"da2-{size}x{size}.onnx"
-        if not path.is_file():
-            export_onnx(network, path, size, size)
-        if "onnx" in names:
-            session = ort_session(path, threads)
-            runners["onnx"] = lambda x: session.run(None, {"input": x})[0][0]
-        if "openvino" in names:
-            request = _ov_runner(path, threads)
-            runners["openvino"] = lambda x: request(x)[0]
-        if "openvino-unpinned" in names:
-            runners["openvino-unpinned"] = unpinned_openvino(path, threads)
+    for name, backend in (("jit", "torch"), ("onnx", "onnx"), ("openvino", "openvino")):
+        if name in names:
+            runners[name] = create_backend(backend, loaded, threads=threads)
+            runners[name].prepare(size, size)
+    if "openvino-unpinned" in names:
+        runners["openvino-unpinned"] = unpinned_openvino(OnnxBackend(loaded, threads).onnx_path(size, size), threads)
     return runners
 
 
