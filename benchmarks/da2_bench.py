@@ -4,9 +4,9 @@ For each thread count and square input size, one run times, in rotating order pe
 - ``eager``: a plain eager forward of the timm-based network alone (the baseline);
 - ``predict/<backend>``: preprocess a 640x480 frame to ``size x size``, run the backend's
   forward, upsample to 640x480 (what ``predict`` does), for the backends asked for:
-  ``torch`` (eager), ``jit`` (traced and frozen), ``onnx`` (ONNX Runtime), ``openvino`` (as
-  the backends layer configures it; these three are the real backends) and ``openvino-unpinned`` (the same, threads not pinned to
-  cores), the last three on a graph exported for that size.
+  ``torch`` (eager), and the real backends ``jit`` (the torch backend: traced and frozen),
+  ``onnx`` (ONNX Runtime) and ``openvino``, and ``openvino-unpinned`` (the same, threads not
+  pinned to cores), the last three on the graph exported for that size.
 
 It prints the median and least wall ms, the median CPU ms of the process (robust to a busy
 machine: it counts only the time this process ran) and the speed-up of each ``predict`` over
