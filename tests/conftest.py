@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from support.golden import expand_synthetic_weights
+from support.golden_da2 import synthetic_state as da2_synthetic_state
 
 
 def _isolate(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
@@ -47,3 +48,17 @@ def weights_pt(tmp_path_factory: pytest.TempPathFactory, synthetic_state: dict[s
     path = tmp_path_factory.mktemp("weights") / "midas_v21_small_256.pt"
     torch.save(synthetic_state, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def da2_weights_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic Depth Anything V2 Small weights saved like the official ``.pth``."""
+    path = tmp_path_factory.mktemp("da2-weights") / "depth_anything_v2_vits.pth"
+    torch.save(da2_synthetic_state(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_weights(weights_pt: Path, da2_weights_pt: Path) -> dict[str, Path]:
+    """Each built-in model's synthetic weights, by model name."""
+    return {"midas-small": weights_pt, "depth-anything-v2-small": da2_weights_pt}

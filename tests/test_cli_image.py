@@ -10,6 +10,7 @@ import pytest
 
 from support.cli_helpers import assert_one_line_error, run_cli
 from support.golden import TEST_IMAGE
+from support.models import CHEAP_SIZE, MODELS, model_flags
 from livedepth.inference.estimator import DepthEstimator
 
 pytestmark = pytest.mark.slow  # integration: see the README's fast lane
@@ -26,14 +27,16 @@ def test_image_writes_png_for_each_layout(tmp_path: Path, weights_pt: Path, layo
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
 
 
-def test_raw_equals_predict(tmp_path: Path, weights_pt: Path) -> None:
-    out, raw = tmp_path / "d.jpg", tmp_path / "d.npy"
+@pytest.mark.parametrize("model", MODELS)
+def test_raw_equals_predict(tmp_path: Path, model_weights: dict[str, Path], model: str) -> None:
+    out, raw, weights = tmp_path / "d.jpg", tmp_path / "d.npy", model_weights[model]
     proc = run_cli(
         "image", str(TEST_IMAGE), str(out), "--keep-aspect", "--raw", str(raw), "--colormap", "turbo",
-        "--weights", str(weights_pt),
+        *model_flags(model, weights),
     )
     assert proc.returncode == 0, proc.stderr
-    expected = DepthEstimator(weights=weights_pt, keep_aspect=True).load().predict(cv2.imread(str(TEST_IMAGE)))
+    estimator = DepthEstimator(model, weights=weights, size=CHEAP_SIZE[model], keep_aspect=True).load()
+    expected = estimator.predict(cv2.imread(str(TEST_IMAGE)))
     saved = np.load(raw)
     assert saved.dtype == np.float32 and saved.shape == (480, 640)
     np.testing.assert_allclose(saved, expected, rtol=0, atol=1e-5 * float(np.abs(expected).max()))
@@ -66,14 +69,33 @@ def test_unknown_layout_and_colormap(tmp_path: Path, weights_pt: Path) -> None:
                           "--colormap rainbowz: unknown colormap")
 
 
-def test_offline_without_weights(tmp_path: Path) -> None:
-    proc = run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"))
+@pytest.mark.parametrize("model", MODELS)
+def test_offline_without_weights(tmp_path: Path, model: str) -> None:
+    proc = run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"), "--model", model)
     assert_one_line_error(proc, "--weights PATH")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_weights_verify_and_path(weights_pt: Path) -> None:
-    proc = run_cli("weights", "verify", "--weights", str(weights_pt))
-    assert proc.returncode == 0 and "ok sha256=" in proc.stdout, proc.stderr
-    proc = run_cli("weights", "path")
+@pytest.mark.parametrize("model", MODELS)
+def test_weights_verify_and_path(model_weights: dict[str, Path], model: str) -> None:
+    proc = run_cli("weights", "verify", "--model", model, "--weights", str(model_weights[model]))
+    assert proc.returncode == 0 and "ok sha256=" in proc.stdout and f"({model}, from --weights)" in proc.stdout, \
+        proc.stderr
+    proc = run_cli("weights", "path", "--model", model)
     assert proc.returncode == 0 and "not cached" in proc.stdout
+
+
+@pytest.mark.parametrize(("model", "other"), [("midas-small", "depth-anything-v2-small"),
+                                              ("depth-anything-v2-small", "midas-small")])
+def test_the_other_models_checkpoint_is_one_line(tmp_path: Path, model_weights: dict[str, Path], model: str,
+                                                 other: str) -> None:
+    proc = run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"), "--model", model,
+                   "--weights", str(model_weights[other]))
+    assert_one_line_error(proc, f"do not fit {model}: none of its")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_size_that_is_not_a_multiple_of_14_is_one_line(tmp_path: Path, da2_weights_pt: Path) -> None:
+    proc = run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"), "--model", "depth-anything-v2-small",
+                   "--size", "100", "--weights", str(da2_weights_pt))
+    assert_one_line_error(proc, "--size 100: must be a multiple of 14 from 14 to 2048 for depth-anything-v2-small")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from support.cli_helpers import assert_one_line_error, run_cli
 from support.clips import audio_packets, decoded_pts, make_audio_only, make_clip, make_empty_video
+from support.models import CHEAP_SIZE, MODELS, model_flags
 
 from livedepth.io.rawdepth import DepthScale, load_scale
 from livedepth.io.video import probe, read_frames
@@ -25,19 +26,32 @@ def _convert(src: Path, out: Path, weights: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def ntsc(tmp_path_factory, weights_pt):
-    """A 29.97 fps clip with AAC audio converted once, with a raw .mkv export."""
-    folder = tmp_path_factory.mktemp("ntsc")
-    src, out, raw = folder / "in.mp4", folder / "out" / "depth.mp4", folder / "out" / "depth16.mkv"
-    out.parent.mkdir()
-    make_clip(src, frames=14, width=96, height=64, rate=Fraction(30000, 1001), audio="aac")
-    proc = _convert(src, out, weights_pt, "--raw", str(raw))
-    assert proc.returncode == 0, proc.stderr
-    return src, out, raw, proc
+def converted(tmp_path_factory, model_weights):
+    """``converted(model)``: a 29.97 fps clip with AAC audio converted once per model, with a raw .mkv export."""
+    runs = {}
+
+    def convert(model: str):
+        if model not in runs:
+            folder = tmp_path_factory.mktemp("ntsc")
+            src, out, raw = folder / "in.mp4", folder / "out" / "depth.mp4", folder / "out" / "depth16.mkv"
+            out.parent.mkdir()
+            make_clip(src, frames=14, width=96, height=64, rate=Fraction(30000, 1001), audio="aac")
+            proc = run_cli("convert", str(src), str(out), *model_flags(model, model_weights[model]), "--raw", str(raw))
+            assert proc.returncode == 0, proc.stderr
+            runs[model] = src, out, raw, proc
+        return runs[model]
+
+    return convert
 
 
-def test_round_trip_keeps_frames_timing_and_audio(ntsc):
-    src, out, _, proc = ntsc
+@pytest.fixture(scope="module")
+def ntsc(converted):
+    return converted("midas-small")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_round_trip_keeps_frames_timing_and_audio(converted, model):
+    src, out, _, proc = converted(model)
     src_times, n_src = decoded_pts(src)
     out_times, n_out = decoded_pts(out)
     assert n_out == n_src == 14
@@ -61,12 +75,13 @@ def test_output_is_depth_not_the_input(ntsc):
     assert np.abs(first_out.astype(int) - first_in.astype(int)).mean() > 10
 
 
-def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
+@pytest.mark.parametrize("model", MODELS)
+def test_raw_mkv_maps_back_to_float_depth(converted, model_weights, model):
     from livedepth.app.estimator import build_estimator
     from livedepth.app.render import make_temporal
     from livedepth.settings import load_settings
 
-    src, _, raw, _ = ntsc
+    src, _, raw, _ = converted(model)
     meta = json.loads(raw.with_name(raw.name + ".json").read_text())
     scale = load_scale(raw)
     assert meta["formula"] == "depth = offset + value * step" and meta["frames"] == 14
@@ -74,8 +89,9 @@ def test_raw_mkv_maps_back_to_float_depth(ntsc, weights_pt):
         assert c.metadata["LIVEDEPTH_DEPTH_STEP"] == str(scale.step)
         stored = [f.to_ndarray() for f in c.decode(video=0)]
     assert len(stored) == 14 and stored[0].dtype == np.uint16
-    settings = load_settings("convert")
-    estimator = build_estimator(settings, weights_pt)  # as the convert command builds it
+    size = {("model", "size"): CHEAP_SIZE[model]} if CHEAP_SIZE[model] else {}
+    settings = load_settings("convert", flags={("model", "name"): model, **size})
+    estimator = build_estimator(settings, model_weights[model])  # as the convert command builds it
     temporal = make_temporal(settings)  # on by default for video: the raw export is the filtered depth
     assert temporal is not None
     for frame, values in zip(read_frames(src), stored, strict=True):

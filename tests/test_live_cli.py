@@ -14,6 +14,7 @@ import pytest
 from support.clips import live_clip
 from support.cli_helpers import ROOT, assert_one_line_error, run_cli
 from support.live_helpers import free_port, kill, start_mjpeg_server
+from support.models import MODELS, model_flags
 
 STATS_KEYS = {
     "frames_captured", "frames_processed", "frames_dropped", "frames_shown",
@@ -43,12 +44,13 @@ def test_unreachable_stream_is_one_line_error(weights_pt):
 
 
 @pytest.mark.slow
-def test_file_run_writes_stats_and_a_playable_recording(tmp_path, weights_pt):
+@pytest.mark.parametrize("model", MODELS)
+def test_file_run_writes_stats_and_a_playable_recording(tmp_path, model_weights, model):
     clip = live_clip(tmp_path / "clip.mp4", 30, 25.0)
     stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
     proc = run_cli("live", "--input", str(clip), "--no-display", "--max-frames", "6", "--threads", "1",
                    "--layout", "side", "--record", str(out), "--stats", str(stats_path),
-                   "--weights", str(weights_pt))
+                   *model_flags(model, model_weights[model]))
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(stats_path.read_text())
     assert set(stats) == STATS_KEYS and set(stats["latency_ms"]) == {"p50", "p95"}

@@ -253,12 +253,12 @@ def test_auto_is_measured_and_cached_per_model(toy, toy_weights, isolated_cache,
 def test_a_wrong_model_name_is_one_line_listing_the_models(toy, tmp_path):
     with pytest.raises(LivedepthError) as err:
         load_settings(flags={("model", "name"): "nope"})
-    assert str(err.value) == "--model nope: unknown model; choose from midas-small, toy"
+    assert str(err.value) == "--model nope: unknown model; choose from midas-small, depth-anything-v2-small, toy"
     config = tmp_path / "bad.toml"
     config.write_text('[model]\nname = "midas"\n')
     with pytest.raises(LivedepthError, match=r'\[model\] name = "midas": unknown model; choose from midas-small'):
         load_settings(config)
-    with pytest.raises(LivedepthError, match="unknown model 'nope' \\(choose from midas-small, toy\\)"):
+    with pytest.raises(LivedepthError, match="unknown model 'nope' \\(choose from midas-small, depth-anything-v2-small, toy\\)"):
         DepthEstimator("nope")
 
 
@@ -308,6 +308,9 @@ def test_cli_wrong_model_and_the_models_list(tmp_path):
     assert "midas-small (default)" in listing.stdout and "a multiple of 32" in listing.stdout
     assert "parameters: 21M, licence: MIT" in listing.stdout
     assert "midas_v21_small_256.pt from https://github.com/isl-org/MiDaS/releases/download/v2_1/" in listing.stdout
+    assert "depth-anything-v2-small" in listing.stdout and "a multiple of 14 (default 518)" in listing.stdout
+    assert "parameters: 25M, licence: Apache-2.0" in listing.stdout
+    assert "depth_anything_v2_vits.pth from https://huggingface.co/depth-anything/" in listing.stdout
 
 
 def test_cli_weights_per_model(isolated_cache, weights_pt):

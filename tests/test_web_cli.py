@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from support.cli_helpers import ROOT, assert_one_line_error, run_cli
+from support.models import MODELS, model_flags
 from test_web import FIXTURE_PNG, get, read_mjpeg_frames
 
 pytestmark = pytest.mark.slow  # integration: see the README's fast lane
@@ -66,8 +67,9 @@ def test_serve_beyond_loopback_needs_a_token() -> None:
     assert_one_line_error(proc, "needs --token")
 
 
-def test_serve_without_a_source_is_the_photo_page(weights_pt: Path) -> None:
-    with serving("-m", "livedepth", "serve", "--port", "0", "--weights", str(weights_pt)) as (proc, url):
+@pytest.mark.parametrize("model", MODELS)
+def test_serve_without_a_source_is_the_photo_page(model_weights: dict[str, Path], model: str) -> None:
+    with serving("-m", "livedepth", "serve", "--port", "0", *model_flags(model, model_weights[model])) as (proc, url):
         port = port_of(url)
         settings = json.loads(get(port, "/settings")[2])
         assert settings["live"] is False and settings["upload"] is True
@@ -78,9 +80,10 @@ def test_serve_without_a_source_is_the_photo_page(weights_pt: Path) -> None:
     assert proc.returncode == 130, proc.stderr.read()  # stopped by Ctrl+C
 
 
-def test_serve_a_file_with_a_token_on_all_interfaces(weights_pt: Path, clip: Path) -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_serve_a_file_with_a_token_on_all_interfaces(model_weights: dict[str, Path], clip: Path, model: str) -> None:
     args = ("-m", "livedepth", "serve", "--input", str(clip), "--realtime", "--host", "0.0.0.0", "--port", "0",
-            "--token", "t0k", "--weights", str(weights_pt), "--config", "rpi", "--jpeg-quality", "50")
+            "--token", "t0k", "--config", "rpi", *model_flags(model, model_weights[model]), "--jpeg-quality", "50")
     with serving(*args) as (proc, url):
         assert url.endswith("/?token=t0k")
         port = port_of(url)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: The model every command runs unless told otherwise.
 DEFAULT_MODEL = "midas-small"
 #: Built-in model name -> the module that defines its ``SPEC`` (imported on first use).
-BUILTIN = {"midas-small": "livedepth.model.midas"}
+BUILTIN = {"midas-small": "livedepth.model.midas", "depth-anything-v2-small": "livedepth.model.depth_anything"}
 
 
 @dataclass(frozen=True)
