@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from support.clips import GOOD, audio_packets, decoded_pts, make_clip, make_library
-from support.cli_helpers import ROOT, run_cli
+from support.cli_helpers import run_cli, start_cli
 
 from livedepth.app.batch import plan
 from livedepth.core.errors import LivedepthError
@@ -90,9 +89,8 @@ def test_sigint_mid_batch_keeps_finished_files_and_the_next_run_completes(tmp_pa
     inputs.mkdir()
     for i in range(5):
         make_clip(inputs / f"clip{i}.mp4", frames=40, width=96, height=64, audio="aac")
-    args = [sys.executable, "-m", "livedepth", "convert", str(inputs), str(out), "--jobs", "1", "--threads", "1",
-            "--size", "256", "--backend", "torch", "--weights", str(weights_pt)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("convert", str(inputs), str(out), "--jobs", "1", "--threads", "1", "--size", "256",
+                     "--backend", "torch", "--weights", str(weights_pt))
     try:
         deadline = time.monotonic() + 300
         while not _finished(out) and time.monotonic() < deadline:

@@ -25,11 +25,11 @@ import pytest
 
 from support.cli_helpers import ROOT
 
+pytestmark = pytest.mark.slow  # integration: see the README's fast lane
+
 BACKEND = '''
 """A PEP 517 backend that writes one small wheel: its metadata and an empty .pth file."""
 import base64, hashlib, os, zipfile
-
-pytestmark = pytest.mark.slow  # integration: see the README's fast lane
 
 
 def wheel(directory, name="tinyapp", version="0.1", requires=("tinydep",)):

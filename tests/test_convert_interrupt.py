@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from support.cli_helpers import ROOT
+from support.cli_helpers import start_cli
 from support.clips import decoded_pts, frames_in_growing_file, make_clip
 
 from livedepth.run.convert import partial_path
@@ -30,10 +29,7 @@ def long_clip(tmp_path_factory) -> Path:
 
 
 def _start(src: Path, out: Path, weights: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "livedepth", "convert", str(src), str(out), "--weights", str(weights)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    return start_cli("convert", str(src), str(out), "--weights", str(weights))
 
 
 def _wait_for_frames(proc: subprocess.Popen, path: Path, timeout: float = 240) -> int:

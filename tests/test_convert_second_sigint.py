@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from fractions import Fraction
 
 import pytest
 from support.clips import decoded_pts, frames_in_growing_file, make_clip
-from support.cli_helpers import ROOT
+from support.cli_helpers import start_cli
 
 from livedepth.run.convert import partial_path
 
@@ -24,11 +22,8 @@ def test_second_sigint_ends_a_slow_convert_within_5_s(tmp_path, weights_pt):
     src = tmp_path / "in.mp4"
     make_clip(src, frames=20, rate=Fraction(1), audio=None)
     out = tmp_path / "depth.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedepth", "convert", str(src), str(out), "--weights", str(weights_pt),
-         "--backend", "torch", "--size", "2048", "--threads", "1", "--preset", "ultrafast"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_cli("convert", str(src), str(out), "--weights", str(weights_pt), "--backend", "torch",
+                     "--size", "2048", "--threads", "1", "--preset", "ultrafast")
     try:
         deadline = time.monotonic() + 300
         while frames_in_growing_file(partial_path(out)) < 1 and time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import time
 import av
 import pytest
 from support.clips import live_clip
-from support.cli_helpers import ROOT, assert_one_line_error, run_cli
+from support.cli_helpers import ROOT, assert_one_line_error, run_cli, start_cli
 from support.live_helpers import free_port, kill, start_mjpeg_server
 from support.models import MODELS, model_flags
 
@@ -103,11 +103,8 @@ def test_run_live_py_is_the_same_command_and_config_is_overridden_by_flags(tmp_p
 def test_sigterm_stops_cleanly_with_stats_and_a_playable_file(tmp_path, weights_pt):
     clip = live_clip(tmp_path / "long.mp4", 750, 25.0)  # 30 s, stopped long before the end
     stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedepth", "live", "--input", str(clip), "--realtime", "--no-display",
-         "--threads", "1", "--record", str(out), "--stats", str(stats_path), "--weights", str(weights_pt)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_cli("live", "--input", str(clip), "--realtime", "--no-display", "--threads", "1",
+                     "--record", str(out), "--stats", str(stats_path), "--weights", str(weights_pt))
     try:
         deadline = time.monotonic() + 120
         while not (out.exists() and out.stat().st_size > 2000) and time.monotonic() < deadline:
@@ -143,12 +140,9 @@ def test_stream_lost_mid_run_ends_with_one_line_error_and_stats(tmp_path, weight
     port = free_port()
     server = start_mjpeg_server(port)
     stats_path, out = tmp_path / "stats.json", tmp_path / "out.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedepth", "live", "--input", f"http://127.0.0.1:{port}/stream.mjpg",
-         "--no-display", "--threads", "1", "--reconnect-timeout", "2", "--record", str(out),
-         "--stats", str(stats_path), "--weights", str(weights_pt)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_cli("live", "--input", f"http://127.0.0.1:{port}/stream.mjpg", "--no-display", "--threads", "1",
+                     "--reconnect-timeout", "2", "--record", str(out), "--stats", str(stats_path),
+                     "--weights", str(weights_pt))
     try:
         deadline = time.monotonic() + 120
         while not (out.exists() and out.stat().st_size > 2000) and time.monotonic() < deadline:

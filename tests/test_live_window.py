@@ -15,7 +15,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import pytest
-from support.cli_helpers import ROOT, assert_one_line_error
+from support.cli_helpers import ROOT, assert_one_line_error, start_cli
 from support.clips import live_clip
 from support.ply_reader import read_ply
 
@@ -138,11 +138,8 @@ def test_window_shows_depth_snapshot_key_and_q_quits(tmp_path: Path, weights_pt:
     clip = live_clip(tmp_path / "clip.mp4", 1500, 25.0)  # 60 s: the run ends by the q key, not the file
     snaps = tmp_path / "snaps"
     snaps.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedepth", "live", "--input", str(clip), "--realtime", "--threads", "1",
-         "--colormap", "turbo", "--snapshot-dir", str(snaps), "--weights", str(weights_pt)],
-        cwd=ROOT, env=xvfb, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_cli("live", "--input", str(clip), "--realtime", "--threads", "1", "--colormap", "turbo",
+                     "--snapshot-dir", str(snaps), "--weights", str(weights_pt), env=xvfb)
     try:
         window = _wait_for(lambda: _x(xvfb, "xdotool", "search", "--name", "^livedepth$", check=False).split(),
                            120, "the livedepth window", proc)[0]
@@ -176,11 +173,8 @@ def test_l_cycles_the_3d_layouts_and_p_saves_a_point_cloud(tmp_path: Path, weigh
     clip = live_clip(tmp_path / "clip.mp4", 1500, 25.0)
     snaps = tmp_path / "snaps"
     snaps.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livedepth", "live", "--input", str(clip), "--realtime", "--threads", "1",
-         "--snapshot-dir", str(snaps), "--fov", "80", "--weights", str(weights_pt)],
-        cwd=ROOT, env=xvfb, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_cli("live", "--input", str(clip), "--realtime", "--threads", "1", "--snapshot-dir", str(snaps),
+                     "--fov", "80", "--weights", str(weights_pt), env=xvfb)
     try:
         window = _wait_for(lambda: _x(xvfb, "xdotool", "search", "--name", "^livedepth$", check=False).split(),
                            120, "the livedepth window", proc)[0]

@@ -24,6 +24,13 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
     )
 
 
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m livedepth ARGS`` started in the background, its output piped as text (for tests that
+    signal or watch it); ``env`` is its whole environment (default: this process's)."""
+    return subprocess.Popen([sys.executable, "-m", "livedepth", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
     """Exit code 2, one ``livedepth: error:`` line containing ``fragment``, no traceback."""
     assert proc.returncode == 2, proc.stderr
