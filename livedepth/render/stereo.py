@@ -51,91 +51,105 @@ def check_stereo(divergence: float, convergence: float) -> None:
 
 
 class _Solver:
-    """Source columns of both views for one size and shift range: the buffers, kept between frames."""
+    """Source columns of both views for one size and shift range: the buffers, kept between frames.
+
+    Columns are solved in fixed point, ``1/q`` pixel (``q`` a power of two up to 32, as fine as int16
+    holds at this width): half the memory traffic of float32, and exact to ``1/q`` px.
+    """
 
     def __init__(self, height: int, width: int, divergence: float, convergence: float) -> None:
         self.key = (height, width, divergence, convergence)
         half = divergence / 100 * width / 2  # the largest shift of a view, in pixels
-        self.shift = half
-        self.convergence = convergence
-        # u(x) - x lies in [-half*c, half*(1-c)]: only columns in [p - before, p + after) can decide p
+        # u(x) - x lies in [-half*c, half*(1-c)]: only columns in [p - before, p + after] can decide p
         self.before = math.ceil(half * (1 - convergence))
         self.span = self.before + math.ceil(half * convergence) + 1
+        q = 32
+        while q > 1 and (width + 2 * self.span + 2) * q > np.iinfo(np.int16).max:
+            q //= 2
+        if (width + 2 * self.span + 2) * q > np.iinfo(np.int16).max:
+            raise ValueError(f"the stereo warp takes up to {2**15 - 2 * self.span - 3} columns, got {width}: "
+                             "solve it at a smaller size")
+        self.q = q
         rows = 2 * height  # the left view's rows, then the right view's rows mirrored
-        self.lut = ((np.arange(256, dtype=np.float32) / 255 - convergence) * half).astype(np.float32)
-        self.near = np.empty((rows, width), np.uint8)
-        self.columns = np.arange(width, dtype=np.float32)
+        levels = (np.arange(256) / 255 - convergence) * half * q
+        self.lut = np.rint(levels).astype(np.int16)  # q * s/2 of each grey level
+        self.scale = np.float32(half * q)
+        self.columns = np.tile(np.arange(width, dtype=np.int16) * np.int16(q), (rows, 1))  # q * x
+        self.pixels = np.tile(np.arange(width, dtype=np.int16), (rows, 1))
         self.kernel = np.ones((1, self.span + 1), np.uint8)
         # x takes the nearest depth of x .. x + W/128: soft near edges move off the disoccluded side
         self.edge = np.ones((1, max(1, round(width / 128)) + 1), np.uint8)
-        self.target = np.empty((rows, width), np.float32)  # u(x)
-        self.reach = np.empty((rows, width), np.float32)  # U(x), the running maximum of u
-        # U(x) - x, with -inf before the row (always counted) and +inf after it (never counted)
-        self.lead = np.full((rows, width + self.span), np.inf, np.float32)
-        self.lead[:, : self.before] = -np.inf
-        self.count = np.empty((rows, width), np.int8 if self.span < 127 else np.int16)
+        self.target = np.empty((rows, width), np.int16)  # q * u(x)
+        self.reach = np.empty((rows, width), np.int16)  # q * U(x), the running maximum of u
+        # q * (U(x) - x); before the row a value no shift reaches p with, after it one every shift does
+        self.lead = np.full((rows, width + self.span), q * (self.before + 1), np.int16)
+        self.lead[:, : self.before] = -q * (self.span + 1)
         self.mask = np.empty((rows, width), np.uint8)
-        self.first = np.empty((rows, width, 2), np.int16)  # (i, row): where to read U(i)
-        self.first[..., 1] = np.arange(rows, dtype=np.int16)[:, None]
-        self.offset = (np.arange(width) - self.before).astype(np.int16)
-        self.reach_at_first = np.empty((rows, width), np.float32)
+        self.count = np.empty((rows, width), np.int8 if self.span < 127 else np.int16)
+        self.found = np.empty((rows, width), np.int16)  # q * (U(i) - i) at the first i with U(i) >= p
+        self.lag = np.empty((rows, width), np.int16)  # i - p
+        self.past = np.empty((rows, width), np.int16)  # q * (U(i) - p), then clipped to [0, q]
         self.source = np.empty((rows, width), np.float32)
 
     def solve(self, near: np.ndarray) -> np.ndarray:
         """Float32 ``2H x W``: the source column of every pixel of the left view, then the right view."""
         h, w = near.shape
+        q, before, span, lead = self.q, self.before, self.span, self.lead
         target = self.target
         if near.dtype == np.uint8:
-            self.near[:h] = near
-            cv2.flip(near, 1, dst=self.near[h:])
-            cv2.dilate(self.near, self.edge, dst=self.near, anchor=(0, 0))
-            cv2.LUT(self.near, self.lut, dst=target)
+            cv2.LUT(near, self.lut, dst=target[:h])
         else:
             n = np.clip(np.nan_to_num(near.astype(np.float32, copy=False), nan=0.0), 0.0, 1.0)
-            np.subtract(n, np.float32(self.convergence), out=target[:h])
-            cv2.flip(target[:h], 1, dst=target[h:])
-            cv2.dilate(target, self.edge, dst=target, anchor=(0, 0))
-            target *= np.float32(self.shift)
-        target += self.columns
-        cv2.dilate(target, self.kernel, dst=self.reach, anchor=(self.span, 0))
-        np.subtract(self.reach, self.columns, out=self.lead[:, self.before : self.before + w])
-        # i(p) = p - before + #{j < span : U(p - before + j) < p}
-        count = self.count
+            target[:h] = np.rint((n - np.float32(self.key[3])) * self.scale)
+        cv2.flip(target[:h], 1, dst=target[h:])
+        cv2.dilate(target, self.edge, dst=target, anchor=(0, 0))
+        np.add(target, self.columns, out=target)
+        cv2.dilate(target, self.kernel, dst=self.reach, anchor=(span, 0))
+        np.subtract(self.reach, self.columns, out=lead[:, before : before + w])
+        # p's first column i = p - before + j: the first shift j with U(p - before + j) >= p. U never
+        # decreases, so that is the number of shifts that fall short; the last shift always reaches.
+        found, count, mask = self.found, self.count, self.mask
+        np.copyto(found, lead[:, span - 1 : span - 1 + w])
         count.fill(0)
-        for j in range(self.span):
-            cv2.compare(self.lead[:, j : j + w], float(self.before - j), cv2.CMP_LT, dst=self.mask)
-            np.subtract(count, self.mask.view(np.int8), out=count)  # a true comparison is 255, i.e. -1
-        first = self.first[..., 0]
-        np.add(count, self.offset, out=first)
-        cv2.remap(self.reach, self.first, None, cv2.INTER_NEAREST, dst=self.reach_at_first,
-                  borderMode=cv2.BORDER_CONSTANT, borderValue=float(2 * w + 2 * self.span))
-        frac = self.reach_at_first
-        np.subtract(self.columns, frac, out=frac)
-        np.clip(frac, -1.0, 0.0, out=frac)  # source = i - 1 + clip(p + 1 - U(i), 0, 1)
+        for j in range(span - 2, -1, -1):
+            cv2.compare(lead[:, j : j + w], q * (before - j), cv2.CMP_GE, dst=mask)
+            cv2.copyTo(lead[:, j : j + w], mask, found)
+            np.add(count, mask.view(np.int8), out=count)  # a reaching shift is 255, i.e. -1
+        lag, past = self.lag, self.past
+        np.add(count, np.int16(span - 1 - before), out=lag)
+        np.multiply(lag, np.int16(q), out=past)
+        np.add(past, found, out=past)
+        cv2.min(past, q, dst=past)  # source = i - 1 + clip(p + 1 - U(i), 0, 1)
+        np.add(lag, self.pixels, out=lag)
         source = self.source
-        np.add(first[:h], frac[:h], out=source[:h])
-        np.add(first[h:], frac[h:], out=source[h:, ::-1])
-        np.subtract(np.float32(w - 1), source[h:], out=source[h:])
+        cv2.addWeighted(lag[:h], 1.0, past[:h], -1.0 / q, 0.0, dst=source[:h], dtype=cv2.CV_32F)
+        mirrored = cv2.addWeighted(lag[h:], -1.0, past[h:], 1.0 / q, w - 1.0, dtype=cv2.CV_32F)
+        cv2.flip(mirrored, 1, dst=source[h:])
         return source
 
 
 class _Sampler:
-    """Samples both views from a frame at their source columns; the maps' buffers for one frame size."""
+    """Samples both views from a frame at their source columns; the maps' buffers for one frame size.
+
+    OpenCV's remap with float maps is fastest on four channels, so the frame is sampled as BGRA.
+    """
 
     def __init__(self, height: int, width: int) -> None:
         self.key = (height, width)
         self.rows = np.repeat(np.tile(np.arange(height, dtype=np.float32), 2), width).reshape(2 * height, width)
-        self.map1 = np.empty((2 * height, width, 2), np.int16)
-        self.map2 = np.empty((2 * height, width), np.uint16)
         self.columns = np.empty((2 * height, width), np.float32)
+        self.frame = np.empty((height, width, 4), np.uint8)
+        self.views = np.empty((2 * height, width, 4), np.uint8)
 
     def sample(self, frame_bgr: np.ndarray, source: np.ndarray) -> np.ndarray:
         """``2H x W``: the left view above the right one. ``source`` may come from a narrower warp."""
         h, w = self.key
         if source.shape[1] != w:
             source = self._upsampled(source)
-        cv2.convertMaps(source, self.rows, cv2.CV_16SC2, dstmap1=self.map1, dstmap2=self.map2)
-        return cv2.remap(frame_bgr, self.map1, self.map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2BGRA, dst=self.frame)
+        cv2.remap(self.frame, source, self.rows, cv2.INTER_LINEAR, dst=self.views,
+                  borderMode=cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(self.views, cv2.COLOR_BGRA2BGR)
 
     def _upsampled(self, source: np.ndarray) -> np.ndarray:
         """Source columns solved at a lower resolution, at the frame's size and in its pixels."""
