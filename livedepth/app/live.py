@@ -107,7 +107,8 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
             raise LivedepthError(f"snapshot folder does not exist: {live.snapshot_dir}")
 
     if not with_source:
-        return LiveRun(None, WebServer(web, estimator=build_estimator(settings, weights)).start(), None)
+        server = WebServer(web, estimator=build_estimator(settings, weights), stereo=settings.stereo)
+        return LiveRun(None, server.start(), None)
     if live.input is None:
         check_camera(live.camera)
     source = open_source(camera=live.camera, input=live.input, realtime=live.realtime,
@@ -125,7 +126,8 @@ def build_live_run(settings: Settings, *, weights: str | Path | None = None, ser
                                           camera=camera))
         server = None
         if web is not None:
-            server = WebServer(web, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=colorizer)
+            server = WebServer(web, estimator=estimator, stats=pipeline.stats.snapshot, colorizer=colorizer,
+                               stereo=settings.stereo)
             pipeline.add_sink(WebSink(server.start()))
     except BaseException:
         source.release()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from livedepth.render.colorize import Colorizer
 from livedepth.render.stereo import Stereo
 from livedepth.render.temporal import TemporalFilter
@@ -10,8 +12,7 @@ from livedepth.settings import RenderSettings, Settings, StereoSettings
 
 def build_colorizer(render: RenderSettings, stereo: StereoSettings | None = None) -> Colorizer:
     """The colorizer for a ``[render]`` section (and a ``[stereo]`` one for the 3D layouts)."""
-    views = Stereo(stereo.divergence, stereo.convergence, stereo.anaglyph, stereo.swap_eyes,
-                   stereo.size) if stereo is not None else None
+    views = Stereo(**asdict(stereo)) if stereo is not None else None
     return Colorizer(colormap=render.colormap, layout=render.layout, alpha=render.alpha, normalize=render.normalize,
                      value_range=render.range, invert=render.invert, stereo=views)
 

@@ -36,7 +36,7 @@ from livedepth.core.predictor import Predictor
 from livedepth.core.stages import Latest
 from livedepth.io.sinks import Sink
 from livedepth.render.colorize import LAYOUTS, Colorizer, check_colormap, check_layout
-from livedepth.settings import WebSettings
+from livedepth.settings import StereoSettings, WebSettings
 from livedepth.web.addresses import reachable_hosts
 from livedepth.web.uploads import HTTPError, UploadLimits, UploadWorker
 from livedepth.web.view3d import RecentViewers, encode_rgbd_png
@@ -223,7 +223,8 @@ class WebServer:
     ``stats`` gives the live run's statistics and ``colorizer`` is the live run's colorizer,
     which the page may change (both None without a live source). With ``estimator`` (the live
     run's), photo uploads are served by an :class:`~livedepth.web.uploads.UploadWorker` process
-    that builds the same model. The live frames arrive through :attr:`hub`.
+    that builds the same model and renders the 3D layouts with the run's ``stereo`` settings. The
+    live frames arrive through :attr:`hub`.
     """
 
     def __init__(
@@ -233,6 +234,7 @@ class WebServer:
         estimator: Predictor | None = None,
         stats: Callable[[], dict] | None = None,
         colorizer: Colorizer | None = None,
+        stereo: StereoSettings = StereoSettings(),
     ) -> None:
         check_bind(web.host, web.token, web.no_auth)
         self.web = web
@@ -245,7 +247,7 @@ class WebServer:
         # [web] uploads off there is none, and nothing ever starts one)
         self.uploads = None if estimator is None or not web.uploads else UploadWorker(
             estimator.model_settings(), UploadLimits(int(web.max_upload_megapixels * 1e6), web.upload_max_side),
-            web.upload_idle_s)
+            web.upload_idle_s, stereo)
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._thread: threading.Thread | None = None

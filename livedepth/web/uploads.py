@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 
 import cv2
@@ -28,6 +28,8 @@ import numpy as np
 
 from livedepth.core.predictor import Predictor
 from livedepth.render.colorize import Colorizer
+from livedepth.render.stereo import Stereo
+from livedepth.settings import StereoSettings
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,9 @@ class UploadLimits:
     max_side: int
 
 
-def depth_png(estimator: Predictor, data: bytes, layout: str, colormap: str, limits: UploadLimits) -> bytes:
-    """The colorized depth of the photo in ``data`` as PNG bytes."""
+def depth_png(estimator: Predictor, data: bytes, layout: str, colormap: str, limits: UploadLimits,
+              stereo: StereoSettings) -> bytes:
+    """The colorized depth of the photo in ``data`` as PNG bytes (3D layouts with the run's ``stereo``)."""
     image = decode_upload(data, limits.max_pixels)
     h, w = image.shape[:2]
     if max(h, w) > limits.max_side:
@@ -118,7 +121,7 @@ def depth_png(estimator: Predictor, data: bytes, layout: str, colormap: str, lim
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     depth = estimator.predict(image)
-    colorizer = Colorizer(colormap=colormap, layout=layout, normalize="frame")
+    colorizer = Colorizer(colormap=colormap, layout=layout, normalize="frame", stereo=Stereo(**asdict(stereo)))
     ok, buf = cv2.imencode(".png", colorizer.render(depth, image))
     if not ok:
         raise RuntimeError("PNG encoding failed")
@@ -137,7 +140,8 @@ def background_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, 0, 19)
 
 
-def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadLimits) -> None:
+def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadLimits,
+                  stereo: StereoSettings) -> None:
     """The worker process: answer ``(data, layout, colormap)`` requests until the pipe closes.
 
     Replies are ``("png", bytes)``, ``("http", status, message)`` for a refused upload, or
@@ -160,7 +164,7 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
         try:
             if estimator is None:
                 raise RuntimeError(failure)
-            conn.send(("png", depth_png(estimator, *request, limits)))
+            conn.send(("png", depth_png(estimator, *request, limits, stereo)))
         except HTTPError as exc:
             conn.send(("http", exc.status, str(exc)))
         except Exception as exc:  # noqa: BLE001 - the reason goes back to the server's log
@@ -170,19 +174,22 @@ def serve_uploads(conn: Connection, estimator_settings: Mapping, limits: UploadL
 class UploadWorker:
     """Runs photo uploads in a child process (see the module's docstring). Thread-safe.
 
-    ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``model_settings()``).
+    ``estimator_settings`` are ``DepthEstimator`` keyword arguments (``model_settings()``); the
+    3D layouts use the run's ``stereo`` settings.
     The process starts at :meth:`warm` (the web page calls it when it is loaded, so the first
     photo finds the model ready) or at the first upload, and is started again if it dies. It
     ends after ``idle_s`` seconds without an upload (``[web] upload_idle_s``), giving its memory back, and the next
     upload starts it again.
     """
 
-    def __init__(self, estimator_settings: Mapping, limits: UploadLimits, idle_s: float) -> None:
+    def __init__(self, estimator_settings: Mapping, limits: UploadLimits, idle_s: float,
+                 stereo: StereoSettings = StereoSettings()) -> None:
         # eager torch: every photo may have a shape of its own, and building a model per shape
         # (an ONNX export, a compile) costs many forwards; the reference model needs none
         self.estimator_settings = {**estimator_settings, "backend": "torch", "eager": True}
         self.limits = limits
         self.idle_s = idle_s
+        self.stereo = stereo
         self._turn = threading.Lock()  # one upload at a time
         self._state = threading.Lock()  # guards the process, the pipe, the countdown and the closed flag
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -233,7 +240,7 @@ class UploadWorker:
                 context = multiprocessing.get_context("spawn")
                 parent, child = context.Pipe()
                 self._process = context.Process(target=serve_uploads, name="livedepth-uploads", daemon=True,
-                                                args=(child, self.estimator_settings, self.limits))
+                                                args=(child, self.estimator_settings, self.limits, self.stereo))
                 self._process.start()
                 child.close()
                 self._conn = parent
