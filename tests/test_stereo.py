@@ -168,6 +168,22 @@ def test_a_lower_resolution_warp_keeps_the_geometry() -> None:
     assert np.abs(full[0][FAR_PATCH].astype(int) - small[0][FAR_PATCH]).mean() < 2
 
 
+@pytest.mark.parametrize("width", [1920, 3840])
+def test_a_wide_frame_moves_by_s_too(width: int) -> None:
+    """Wide frames are solved with coarser fixed-point columns (1/16, 1/8 px): a plane still lands
+    where ``s`` puts it, compared with the frame shifted by linear interpolation."""
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (24, width, 3)).astype(np.float32), (0, 0), 3)
+    frame = cv2.normalize(frame, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    n, divergence, convergence = 0.9, 10.0, 0.5
+    half = divergence / 100 * width * (n - convergence) / 2
+    left, right = stereo_views(frame, np.full(frame.shape[:2], n, np.float32), divergence, convergence)
+    inside = slice(int(half) + 2, width - int(half) - 2)
+    for view, shift in ((left, half), (right, -half)):
+        moved = cv2.warpAffine(frame, np.float64([[1, 0, shift], [0, 1, 0]]), (width, 24), flags=cv2.INTER_LINEAR)
+        assert np.abs(view[:, inside].astype(int) - moved[:, inside]).max() <= 2
+
+
 def test_no_divergence_gives_the_frame_itself() -> None:
     frame, near = two_planes()
     left, right = stereo_views(frame, near, divergence=0.0)
