@@ -23,11 +23,7 @@ from common import benchmark_args, workspace
 
 
 def main() -> None:
-    def more(parser) -> None:
-        parser.add_argument("--model", default="midas-small")
-        parser.add_argument("--size", type=int, default=None)
-
-    args = benchmark_args(__doc__, seconds=0.0, rounds=1, more=more)
+    args = benchmark_args(__doc__, seconds=0.0, rounds=1)
 
     from livedepth.backends import auto
     from livedepth.inference.estimator import DepthEstimator
@@ -48,7 +44,7 @@ def main() -> None:
             spent.append(time.perf_counter() - t0)
 
     auto.time_forwards = timed
-    with workspace(args.weights) as (tmp, weights):
+    with workspace(args.weights, args.model) as (tmp, weights):
         os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")  # an empty cache: auto measures
         os.environ.pop("LIVEDEPTH_BACKEND", None)
         t0 = time.perf_counter()

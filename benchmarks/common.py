@@ -21,11 +21,19 @@ if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
 
-def synthetic_weights(folder: Path) -> Path:
-    """The synthetic official-layout weights, saved in ``folder`` (timings do not depend on the values)."""
-    from support.golden import save_synthetic_weights
+def synthetic_weights(folder: Path, model: str = "midas-small") -> Path:
+    """``model``'s synthetic official-layout weights, saved in ``folder`` under the official file
+    name, as the official file is written (timings do not depend on the values)."""
+    import torch
+    from support.golden import expand_synthetic_weights
+    from support.golden_da2 import synthetic_state
 
-    return save_synthetic_weights(folder / "midas_v21_small_256.pt")
+    from livedepth.model import registry
+
+    state = {"midas-small": expand_synthetic_weights, "depth-anything-v2-small": synthetic_state}[model]()
+    path = folder / registry.get(model).weights.filename
+    torch.save(state, path)
+    return path
 
 
 def live_clip(folder: Path, seconds: float) -> Path:
@@ -48,10 +56,12 @@ def model_only_fps(estimator, frames: list, seconds: float) -> float:
 
 def benchmark_args(doc: str, seconds: float, rounds: int,
                    more: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    """The flags every benchmark takes (``--weights --backend --threads --seconds --rounds``) and
-    ``more``; also makes idle OpenMP threads sleep, as ``livedepth`` does, before torch loads."""
+    """The flags every benchmark takes (``--model --size --weights --backend --threads --seconds
+    --rounds``) and ``more``; also makes idle OpenMP threads sleep, as ``livedepth`` does, before torch loads."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--weights", type=Path, help="default: the synthetic official-layout weights")
+    parser.add_argument("--model", default="midas-small", help="midas-small or depth-anything-v2-small")
+    parser.add_argument("--size", type=int, help="the model's --size (default: its own)")
+    parser.add_argument("--weights", type=Path, help="default: the model's synthetic official-layout weights")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--seconds", type=float, default=seconds, help="length of each measurement")
@@ -64,7 +74,7 @@ def benchmark_args(doc: str, seconds: float, rounds: int,
 
 
 @contextmanager
-def workspace(weights: Path | None) -> Iterator[tuple[Path, Path]]:
-    """A temporary folder, and ``weights`` or the synthetic weights saved in it."""
+def workspace(weights: Path | None, model: str = "midas-small") -> Iterator[tuple[Path, Path]]:
+    """A temporary folder, and ``weights`` or ``model``'s synthetic weights saved in it."""
     with tempfile.TemporaryDirectory() as tmp:
-        yield Path(tmp), weights or synthetic_weights(Path(tmp))
+        yield Path(tmp), weights or synthetic_weights(Path(tmp), model)

@@ -30,8 +30,9 @@ def main() -> None:
     from livedepth.inference.estimator import DepthEstimator
     from livedepth.io.video import probe, read_frames
 
-    with workspace(args.weights) as (tmp, weights):
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
+    with workspace(args.weights, args.model) as (tmp, weights):
+        estimator = DepthEstimator(args.model, weights=weights, size=args.size, threads=args.threads,
+                                   backend=args.backend).load()
         probe_clip = tmp / "probe.mp4"
         make_clip(probe_clip, frames=20, width=640, height=480, rate=Fraction(30000, 1001))
         frames = [f.image for f in read_frames(probe_clip)]

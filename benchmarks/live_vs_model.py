@@ -42,9 +42,10 @@ def main() -> None:
 
     from livedepth.inference.estimator import DepthEstimator
 
-    with workspace(args.weights) as (tmp, weights):
+    with workspace(args.weights, args.model) as (tmp, weights):
         clip = live_clip(tmp, args.seconds)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
+        estimator = DepthEstimator(args.model, weights=weights, size=args.size, threads=args.threads,
+                                   backend=args.backend).load()
         cap = cv2.VideoCapture(str(clip))
         frames = [cap.read()[1] for _ in range(30)]
         cap.release()

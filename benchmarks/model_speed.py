@@ -18,8 +18,7 @@ from pathlib import Path
 from common import synthetic_weights
 
 import cv2  # noqa: E402
-import torch  # noqa: E402
-from support.golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
+from support.golden_da2 import TEST_IMAGE  # noqa: E402
 
 from livedepth.inference.estimator import DepthEstimator  # noqa: E402
 
@@ -37,9 +36,7 @@ def main() -> None:
     frame = cv2.imread(str(TEST_IMAGE))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        da2 = folder / "depth_anything_v2_vits.pth"
-        torch.save(synthetic_state(), da2)
-        weights = {"midas-small": synthetic_weights(folder), "depth-anything-v2-small": da2}
+        weights = {model: synthetic_weights(folder, model) for model in ("midas-small", "depth-anything-v2-small")}
         print(f"load average {os.getloadavg()[0]:.1f}, {args.threads} threads, 640x480 frames")
         for backend in args.backends.split(","):
             for case in args.cases.split(","):

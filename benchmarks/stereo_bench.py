@@ -90,9 +90,10 @@ def main() -> None:
             "sbs": lambda: Colorizer(normalize="stable", layout="sbs"),
             "sbs_size_320": lambda: Colorizer(normalize="stable", layout="sbs", stereo=Stereo(size=320))}
     report: dict = {"threads": args.threads, "warp": warp_times(args.threads, args.warp_reps)}
-    with workspace(args.weights) as (tmp, weights):
+    with workspace(args.weights, args.model) as (tmp, weights):
         clip = live_clip(tmp, args.seconds)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
+        estimator = DepthEstimator(args.model, weights=weights, size=args.size, threads=args.threads,
+                                   backend=args.backend).load()
         report["backend"] = estimator.backend_name
         live_fps(estimator, clip, False, 20)  # warm-up
         live: dict[str, list[float]] = {name: [] for name in arms}

@@ -1,7 +1,7 @@
 """Live processed FPS with the temporal filter on / off, same run (goal >= 0.95).
 
-    .venv/bin/python benchmarks/temporal_live.py [--weights PATH] [--threads N] [--backend NAME]
-        [--seconds S] [--rounds R]
+    .venv/bin/python benchmarks/temporal_live.py [--model NAME] [--size N] [--weights PATH] [--threads N]
+        [--backend NAME] [--seconds S] [--rounds R]
 
 ``LivePipeline`` on a 640x480 clip read on demand (as fast as the model goes, no window), in
 rounds that alternate off and on (ABBA), each for about ``--seconds``; the filter runs in the
@@ -23,9 +23,10 @@ def main() -> None:
     from livedepth.inference.estimator import DepthEstimator
     from livedepth.render.temporal import TemporalFilter
 
-    with workspace(args.weights) as (tmp, weights):
+    with workspace(args.weights, args.model) as (tmp, weights):
         clip = live_clip(tmp, args.seconds)
-        estimator = DepthEstimator(weights=weights, threads=args.threads, backend=args.backend).load()
+        estimator = DepthEstimator(args.model, weights=weights, size=args.size, threads=args.threads,
+                                   backend=args.backend).load()
         live_fps(estimator, clip, False, 20)  # warm-up
         fps: dict[str, list[float]] = {"off": [], "on": []}
         for i in range(args.rounds):  # ABBA order, so a drifting machine load hits both alike
@@ -35,7 +36,7 @@ def main() -> None:
                 fps[kind].append(live_fps(estimator, clip, False, frames, temporal)["fps_processed"])
     ratios = sorted(on / off for on, off in zip(fps["on"], fps["off"]))
     print(json.dumps({
-        "backend": estimator.backend_name, "threads": args.threads,
+        "model": args.model, "size": args.size, "backend": estimator.backend_name, "threads": args.threads,
         "fps_off": [round(v, 2) for v in fps["off"]], "fps_on": [round(v, 2) for v in fps["on"]],
         "ratio": round(sum(fps["on"]) / sum(fps["off"]), 3),
         "ratio_median_of_rounds": round(ratios[len(ratios) // 2], 3),
