@@ -59,6 +59,7 @@ class _Solver:
 
     def __init__(self, height: int, width: int, divergence: float, convergence: float) -> None:
         self.key = (height, width, divergence, convergence)
+        self.convergence = convergence
         half = divergence / 100 * width / 2  # the largest shift of a view, in pixels
         # u(x) - x lies in [-half*c, half*(1-c)]: only columns in [p - before, p + after] can decide p
         self.before = math.ceil(half * (1 - convergence))
@@ -87,7 +88,7 @@ class _Solver:
         self.mask = np.empty((rows, width), np.uint8)
         self.count = np.empty((rows, width), np.int8 if self.span < 127 else np.int16)
         self.found = np.empty((rows, width), np.int16)  # q * (U(i) - i) at the first i with U(i) >= p
-        self.lag = np.empty((rows, width), np.int16)  # i - p
+        self.lag = np.empty((rows, width), np.int16)  # i - p, then i
         self.past = np.empty((rows, width), np.int16)  # q * (U(i) - p), then clipped to [0, q]
         self.source = np.empty((rows, width), np.float32)
 
@@ -100,7 +101,7 @@ class _Solver:
             cv2.LUT(near, self.lut, dst=target[:h])
         else:
             n = np.clip(np.nan_to_num(near.astype(np.float32, copy=False), nan=0.0), 0.0, 1.0)
-            target[:h] = np.rint((n - np.float32(self.key[3])) * self.scale)
+            target[:h] = np.rint((n - np.float32(self.convergence)) * self.scale)
         cv2.flip(target[:h], 1, dst=target[h:])
         cv2.dilate(target, self.edge, dst=target, anchor=(0, 0))
         np.add(target, self.columns, out=target)
