@@ -14,6 +14,7 @@ import pytest
 from support.cli_helpers import assert_config_refused, assert_image_flags_refused, assert_one_line_error, run_cli
 from support.clips import audio_packets, decoded_pts, make_clip
 from support.golden import TEST_IMAGE
+from support.models import MODELS, model_flags
 from support.ply_reader import read_ply
 
 from livedepth.app.render import build_colorizer
@@ -50,12 +51,13 @@ def test_convert_keeps_timestamps_and_audio_with_every_3d_layout(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_cli_convert_sbs_with_point_clouds(tmp_path: Path, weights_pt: Path) -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_cli_convert_sbs_with_point_clouds(tmp_path: Path, model_weights: dict[str, Path], model: str) -> None:
     src, out, clouds = tmp_path / "in.mp4", tmp_path / "sbs_LR.mp4", tmp_path / "clouds"
     make_clip(src, frames=7, width=64, height=48, audio="aac")
     proc = run_cli("convert", str(src), str(out), "--layout", "sbs", "--divergence", "3", "--convergence", "0.4",
                    "--swap-eyes", "--ply", str(clouds), "--ply-every", "3", "--fov", "90",
-                   "--weights", str(weights_pt))
+                   *model_flags(model, model_weights[model]))
     assert proc.returncode == 0, proc.stderr
     assert decoded_pts(out) == decoded_pts(src) and audio_packets(out) == audio_packets(src)
     assert probe(out).width == 128
@@ -65,7 +67,7 @@ def test_cli_convert_sbs_with_point_clouds(tmp_path: Path, weights_pt: Path) -> 
     assert 1.0 <= points["z"].min() and points["z"].max() <= 10.0 + 1e-4
     # a second run refuses to mix its clouds with the first's
     proc = run_cli("convert", str(src), str(tmp_path / "again.mp4"), "--ply", str(clouds),
-                   "--weights", str(weights_pt))
+                   *model_flags(model, model_weights[model]))
     assert_one_line_error(proc, "already holds point clouds; use --overwrite")
 
 

@@ -8,12 +8,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from support.clips import GOOD, audio_packets, decoded_pts, make_clip, make_library
 from support.cli_helpers import run_cli, start_cli
+from support.models import MODELS, model_flags
 
 from livedepth.app.batch import plan
 from livedepth.core.errors import LivedepthError
+from livedepth.io.rawdepth import load_scale
+from livedepth.io.video import probe
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
@@ -79,6 +84,34 @@ def test_a_folder_converts_with_two_workers_resumes_and_overwrites(library, tmp_
     assert _output(out, "ntsc.mp4").stat().st_mtime_ns != stamps["ntsc.mp4"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_raw_folders_next_to_each_output_read_back(tmp_path, model_weights, model):
+    """``--raw FOLDER`` in a batch: a PNG folder ``NAME.depth/`` next to each output video."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    (inputs / "sub").mkdir(parents=True)
+    make_clip(inputs / "a.mp4", frames=4, width=64, height=48, audio=None)
+    make_clip(inputs / "sub" / "b.v2.mkv", frames=3, width=63, height=47, codec="ffv1", audio=None)
+    proc = run_cli("convert", str(inputs), str(out), "--raw", str(tmp_path / "raw"), "--threads", "1",
+                   *model_flags(model, model_weights[model], size=64), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 done;" in proc.stdout, proc.stdout
+    assert not (tmp_path / "raw").exists(), "each file's raw depth sits next to its output"
+    for name in ("a.mp4", "sub/b.v2.mkv"):
+        source, folder = inputs / name, (out / name).with_suffix(".depth")
+        times, frames = decoded_pts(source)
+        assert sorted(p.name for p in folder.iterdir()) == [*(f"{i:06d}.png" for i in range(frames)),
+                                                           "depth.json", "frames.csv"]
+        assert json.loads((folder / "depth.json").read_text())["frames"] == frames
+        rows = (folder / "frames.csv").read_text().splitlines()[1:]
+        assert [float(row.split(",")[2]) for row in rows] == pytest.approx([float(t) for t in times], abs=1e-6)
+        first = cv2.imread(str(folder / "000000.png"), cv2.IMREAD_UNCHANGED)
+        assert first.dtype == np.uint16 and first.shape == (probe(source).height, probe(source).width)
+        assert 0 < first.min() < first.max() < 65535  # a real depth map, with headroom on both sides
+        assert load_scale(folder).step > 0
+    assert not list(out.rglob("*.partial*"))
+
+
 def _finished(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("clip*.mp4") if ".partial" not in p.name)
 
@@ -125,6 +158,7 @@ def test_bad_batch_arguments_are_one_line(library, tmp_path):
     assert_one_line_error(run_cli("convert", str(library), str(tmp_path / "x.mp4")), "OUT must be a folder")
     assert_one_line_error(run_cli("convert", str(library), str(tmp_path), "--jobs", "0"), "--jobs 0")
     assert_one_line_error(run_cli("convert", str(tmp_path / "none"), "x", str(tmp_path)), "input not found")
+    assert_one_line_error(run_cli("convert", str(library), str(tmp_path), "--raw", "x.png"), "--raw takes a .mkv")
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from support.clips import GOOD, decoded_pts, make_clip, make_library
 from support.cli_helpers import ROOT
+from support.models import model_flags
 from support.ray_netns import KILL_MARKER, missing_tools, run_ray_driver
 from test_batch import _output, assert_same_media
 
@@ -35,11 +36,13 @@ def _run(args: list[str], **kwargs):
     return result
 
 
-@pytest.mark.parametrize("transfer", [False, True], ids=["shared-storage", "object-store-transfer"])
-def test_a_folder_on_two_nodes_gives_what_the_local_path_gives(library, tmp_path, weights_pt, transfer):
+@pytest.mark.parametrize("model, transfer", [("midas-small", False), ("midas-small", True),
+                                             ("depth-anything-v2-small", False)],
+                         ids=["shared-storage", "object-store-transfer", "shared-storage-da2"])
+def test_a_folder_on_two_nodes_gives_what_the_local_path_gives(library, tmp_path, model_weights, model, transfer):
     out, report = tmp_path / "out", tmp_path / "report.json"
-    args = ["convert", str(library), str(out), "--ray", "--size", "64", "--threads", "1",
-            "--weights", str(weights_pt), "--report", str(report)] + (["--ray-transfer"] if transfer else [])
+    args = ["convert", str(library), str(out), "--ray", *model_flags(model, model_weights[model], size=64),
+            "--threads", "1", "--report", str(report)] + (["--ray-transfer"] if transfer else [])
     result = _run(args)
     assert result.returncode == 2, result.stderr[-3000:]  # the broken file fails, the rest completes
     data = json.loads(report.read_text())

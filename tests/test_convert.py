@@ -101,6 +101,22 @@ def test_raw_mkv_maps_back_to_float_depth(converted, model_weights, model):
     assert 0 < stored[0].min() and stored[0].max() < 65535  # headroom on both sides
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_metrics_measures_the_raw_export_against_its_source(converted, model):
+    from livedepth.render.metrics import temporal_consistency
+
+    src, _, raw, _ = converted(model)
+    proc = run_cli("metrics", str(raw), "--rgb", str(src))
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    scale = load_scale(raw)
+    with av.open(str(raw)) as c:
+        depth = [scale.decode(f.to_ndarray()) for f in c.decode(video=0)]
+    expected = temporal_consistency(list(zip((f.image for f in read_frames(src)), depth, strict=True)))
+    assert float(lines["TC"]) == pytest.approx(expected.tc, abs=1e-3)  # the scale is affine: TC ignores it
+    assert expected.tc > 0 and lines["frames"].startswith("14 ")
+
+
 def test_vfr_side_layout_png_raw_and_no_audio(tmp_path, weights_pt):
     src = tmp_path / "vfr.mkv"
     make_clip(src, frames=10, width=64, height=48, rate=Fraction(25), time_base=Fraction(1, 1000),

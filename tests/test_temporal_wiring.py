@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from support.clips import live_clip, make_clip
 from support.cli_helpers import run_cli
+from support.models import MODELS, model_flags
 
 from livedepth.render.colorize import Colorizer
 from livedepth.inference.estimator import DepthEstimator
@@ -23,14 +24,15 @@ def _raw_frames(path) -> list[np.ndarray]:
 
 
 @pytest.mark.slow
-def test_convert_raw_export_is_the_filtered_depth(tmp_path, weights_pt):
+@pytest.mark.parametrize("model", MODELS)
+def test_convert_raw_export_is_the_filtered_depth(tmp_path, model_weights, model):
     src = tmp_path / "in.mp4"
     make_clip(src, frames=8, width=96, height=64, audio=None)
     raws = {}
     for mode in ("on", "off"):
         raw = tmp_path / f"{mode}.mkv"
         proc = run_cli("convert", str(src), str(tmp_path / f"{mode}.mp4"), "--temporal", mode, "--raw", str(raw),
-                       "--size", "64", "--weights", str(weights_pt))
+                       *model_flags(model, model_weights[model], size=64))
         assert proc.returncode == 0, proc.stderr
         raws[mode] = _raw_frames(raw)
     assert len(raws["on"]) == len(raws["off"]) == 8

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from livedepth.app.convert import build_converter
+from livedepth.app.convert import RAW_FOLDER_SUFFIX, build_converter, check_raw_name
 from livedepth.core.errors import LivedepthError
 from livedepth.core.files import read_cache, write_cache
 from livedepth.core.predictor import Predict
@@ -88,12 +88,14 @@ def raw_output(output: Path, raw: Path | None) -> Path | None:
     else a folder ``NAME.depth``, next to the video output."""
     if raw is None:
         return None
-    return output.with_name(f"{output.stem}.depth" + (".mkv" if raw.suffix.lower() == ".mkv" else ""))
+    return output.with_name(output.stem + RAW_FOLDER_SUFFIX + (".mkv" if raw.suffix.lower() == ".mkv" else ""))
 
 
 def plan(inputs: Sequence[str], out_dir: Path, raw: Path | None = None,
          overwrite: bool = False) -> tuple[list[Job], list[FileResult]]:
     """The jobs to run and the files skipped because their output is already finished."""
+    if raw is not None:
+        check_raw_name(raw)
     jobs: list[Job] = []
     skipped: list[FileResult] = []
     seen: dict[Path, Path] = {}

@@ -21,6 +21,15 @@ from livedepth.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The suffix of a batch's raw depth folders: ``NAME.depth/`` next to ``NAME.mp4``.
+RAW_FOLDER_SUFFIX = ".depth"
+
+
+def check_raw_name(raw: Path) -> None:
+    """A one-line error unless ``--raw`` names a ``.mkv`` file or a folder (no extension, or ``.depth``)."""
+    if raw.suffix.lower() not in ("", ".mkv", RAW_FOLDER_SUFFIX):
+        raise LivedepthError(f"--raw takes a .mkv file or a folder name without an extension, got {raw}")
+
 
 def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool) -> None:
     """One-line errors for outputs that cannot or must not be written."""
@@ -33,8 +42,7 @@ def check_outputs(source: Path, output: Path, raw: Path | None, overwrite: bool)
             if candidate.exists() and not overwrite:
                 raise LivedepthError(f"{candidate} exists; use --overwrite to replace it")
     if raw is not None:
-        if raw.suffix.lower() != ".mkv" and raw.suffix:
-            raise LivedepthError(f"--raw takes a .mkv file or a folder name without an extension, got {raw}")
+        check_raw_name(raw)
         if raw.is_dir() and any(raw.iterdir()) and not (raw / "depth.json").is_file():
             raise LivedepthError(f"--raw folder {raw} is not empty and is not a livedepth export")
     if output.is_dir():

@@ -10,7 +10,8 @@ MODELS = ("midas-small", "depth-anything-v2-small")
 CHEAP_SIZE = {"midas-small": None, "depth-anything-v2-small": 56}
 
 
-def model_flags(model: str, weights: Path) -> tuple[str, ...]:
-    """``--model NAME --weights PATH`` and, where the model has one, its cheap ``--size``."""
-    size = CHEAP_SIZE[model]
+def model_flags(model: str, weights: Path, size: int | None = None) -> tuple[str, ...]:
+    """``--model NAME --weights PATH`` and, where the model has one, its cheap ``--size`` (else
+    ``size``, when given)."""
+    size = CHEAP_SIZE[model] or size
     return ("--model", model, "--weights", str(weights), *(("--size", str(size)) if size else ()))
