@@ -8,8 +8,8 @@ on the estimator's default (8 synthetic frames), and bf16 where this CPU has bf1
 official preprocessing makes of the test image). It prints, per case and backend,
 rel = max|y - g| / max|g| (the golden tests' metric, faithful at <= 1e-4), the relative RMS
 ||y - g|| / ||g||, and for int8 and bf16 the relative RMS their start-up check logged against
-fp32. The synthetic ternary weights are far from trained ones, so int8's figures here are a
-worst case, not what real weights give.
+fp32. The synthetic ternary weights are far from trained ones, so int8's figures here say
+little about what trained weights give.
 
     .venv/bin/python benchmarks/reduced_precision.py --threads 2
 """
