@@ -81,7 +81,7 @@ class ModelSettings:
                                "`livedepth models`)", check=at_least(1), metavar="N")
     keep_aspect: bool = setting(False, "--keep-aspect", "the model's official keep-aspect input sizing")
     backend: str = setting("auto", "--backend", "inference backend (auto: the fastest installed faithful fp32 one;"
-                           " int8 is opt-in)", choices=BACKEND_NAMES)
+                           " int8 and bf16 are opt-in)", choices=BACKEND_NAMES)
     device: str = setting("auto", "--device", "auto, cpu, cuda or mps (cuda and mps run torch when present)",
                           choices=DEVICES)
     threads: int = setting(0, "--threads", "inference threads (0: all cores)", check=at_least(0), metavar="N")

@@ -11,7 +11,7 @@ import pytest
 from support.cli_helpers import assert_one_line_error, run_cli
 from support.golden import TEST_IMAGE
 
-from livedepth.backends import auto
+from livedepth.backends import auto, system
 from livedepth.backends.base import ENV_BACKEND, is_available
 from livedepth.backends.openvino import OpenVinoBackend
 from livedepth.backends.ort import OnnxBackend
@@ -135,12 +135,13 @@ def test_the_environment_and_a_named_backend_override_auto(weights_pt, two_backe
         DepthEstimator(weights=weights_pt, size=64, threads=1).load()
 
 
-def test_int8_is_never_a_candidate(weights_pt, isolated_cache, timings, monkeypatch):
-    """With int8's runtime installed, ``auto`` builds, checks and times every installed fp32
-    backend and never int8: neither a preference list nor a change in how candidates are
-    chosen may let a quantized model in."""
+def test_int8_and_bf16_are_never_candidates(weights_pt, isolated_cache, timings, monkeypatch):
+    """With int8's runtime installed (and bf16 available: the CPU check says yes), ``auto``
+    builds, checks and times every installed fp32 backend and never int8 or bf16: neither a
+    preference list nor a change in how candidates are chosen may let reduced precision in."""
     if not is_available("int8"):
         pytest.skip("int8 needs onnxruntime")
+    monkeypatch.setattr(system, "cpu_has_bf16", lambda: True)
     monkeypatch.delenv(ENV_BACKEND, raising=False)
     built: list[str] = []
     real = auto.create_backend
@@ -152,7 +153,7 @@ def test_int8_is_never_a_candidate(weights_pt, isolated_cache, timings, monkeypa
     monkeypatch.setattr(auto, "create_backend", spied)
     est = DepthEstimator(weights=weights_pt, size=64, threads=1).load()
     installed = [name for name in ("onnx", "openvino", "torch") if is_available(name)]
-    assert sorted(built) == sorted(installed) and "int8" not in built
+    assert sorted(built) == sorted(installed) and not {"int8", "bf16"} & set(built)
     assert est.backend_name in installed
     if len(installed) > 1:
         assert timings == [sorted(installed)]

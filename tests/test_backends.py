@@ -159,7 +159,7 @@ def test_cli_image_backend_flag(weights_pt, tmp_path) -> None:
     assert "backend: torch" in proc.stderr
     assert rel_error(np.load(raw), load_fixture("post_depth_480x640.npy")) <= 1e-4
     bad = run_cli("image", str(TEST_IMAGE), str(out), "--backend", "nope", "--weights", str(weights_pt))
-    assert_one_line_error(bad, "--backend nope: must be one of auto, torch, onnx, openvino, int8")
+    assert_one_line_error(bad, "--backend nope: must be one of auto, torch, onnx, openvino, int8, bf16")
 
 
 def test_openvino_is_imported_without_usage_telemetry() -> None:

@@ -12,8 +12,10 @@ built on demand, and its export form); it knows no model.
 - ``openvino``: OpenVINO on the same exported model, pinned to fp32 (extra ``livedepth[openvino]``);
 - ``int8``: a statically quantized copy calibrated on frames; opt-in, not faithful; it checks
   itself against fp32 at start-up;
+- ``bf16``: OpenVINO at bf16 precision on the exported model, where the CPU has bf16 arithmetic;
+  opt-in, not faithful; it checks itself against fp32 at start-up;
 - ``create``: a backend by name;
 - ``auto``: the fastest installed faithful fp32 backend, measured once per model, machine and
   setting, and cached;
-- ``system``: the CPU model, package versions and available cores.
+- ``system``: the CPU model and flags, package versions and available cores.
 """

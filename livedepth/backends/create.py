@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from livedepth.backends.base import Backend, CalibrationInputs, Network
+from livedepth.backends.bf16 import Bf16Backend
 from livedepth.backends.int8 import Int8Backend
 from livedepth.backends.openvino import OpenVinoBackend
 from livedepth.backends.ort import OnnxBackend
@@ -19,7 +20,8 @@ def create_backend(
     eager: bool = False,
 ) -> Backend:
     """The backend ``name`` (already checked, not ``auto``) for ``network``; ``eager``: torch
-    without a traced graph per input size."""
+    without a traced graph per input size. ``calibration``: the frames int8 is calibrated on
+    and bf16 checks itself on."""
     if name == "torch":
         return TorchBackend(network, threads, eager)
     if name == "onnx":
@@ -30,4 +32,8 @@ def create_backend(
         if calibration is None:
             raise LivedepthError("the int8 backend needs calibration frames")
         return Int8Backend(network, threads, calibration)
+    if name == "bf16":
+        if calibration is None:
+            raise LivedepthError("the bf16 backend needs frames to check itself on")
+        return Bf16Backend(network, threads, calibration)
     raise LivedepthError(f"unknown backend {name!r}")

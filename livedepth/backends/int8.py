@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livedepth.backends.base import CalibrationInputs, Network, is_available, relative_rms
+from livedepth.backends.base import CalibrationInputs, Network, check_against_fp32, is_available
 from livedepth.backends.export import PerSize
 from livedepth.backends.openvino import ov_runner
 from livedepth.backends.ort import ort_runner, ort_session
@@ -98,18 +98,8 @@ class Int8Backend(PerSize):
             self._quantize(fp32, inputs, dest)
         run_fp32 = self._runner(fp32)
         run_int8 = self._runner(dest)
-        self.check_error = max(relative_rms(run_int8(x), run_fp32(x)) for x in inputs)
-        log.info(
-            "int8 (%s) check: relative RMS error %.4f against fp32 on %d calibration frames",
-            self.runtime,
-            self.check_error,
-            len(inputs),
+        self.check_error = check_against_fp32(
+            self.name, self.runtime, run_int8, run_fp32, inputs, inputs_are="calibration frames",
+            warn_above=INT8_WARN_THRESHOLD, advice="use an fp32 backend or calibrate on frames like your input",
         )
-        if self.check_error > INT8_WARN_THRESHOLD:
-            log.warning(
-                "int8 relative error %.4f exceeds %.2f: depth may be visibly off; use an fp32 backend "
-                "or calibrate on frames like your input",
-                self.check_error,
-                INT8_WARN_THRESHOLD,
-            )
         return run_int8

@@ -1,4 +1,4 @@
-"""The openvino backend: OpenVINO on the exported model, pinned to fp32 (faithful)."""
+"""The openvino backend: OpenVINO on the exported model, pinned to fp32 (faithful); the OpenVINO runner."""
 
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ def import_openvino():
     return openvino
 
 
-def ov_runner(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    """An OpenVINO CPU request; ``INFERENCE_PRECISION_HINT=f32`` stops a silent bf16 on AMX CPUs.
+def ov_runner(path: Path, threads: int | None, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
+    """An OpenVINO CPU request at the inference ``precision`` (``INFERENCE_PRECISION_HINT``): f32
+    stops a silent bf16 on AMX CPUs; bf16 is the bf16 backend's (a CPU without bf16 runs f32).
 
     Compiled blobs are cached in ``openvino-cache/`` beside the model for a faster start-up.
     """
     ov = import_openvino()
     config: dict[str, object] = {
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": precision,
         "PERFORMANCE_HINT": "LATENCY",
         "CACHE_DIR": str(path.parent / "openvino-cache"),
     }
@@ -45,6 +46,7 @@ class OpenVinoBackend(PerSize):
     """Faithful fp32 OpenVINO."""
 
     name = "openvino"
+    precision = "f32"
 
     def _build(self, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:
-        return ov_runner(self.onnx_path(height, width), self.threads)
+        return ov_runner(self.onnx_path(height, width), self.threads, self.precision)

@@ -5,11 +5,11 @@ reference, every backend and a 2048^3 fp32 GEMM of every available implementatio
 NumPy's BLAS, ONNX Runtime's MatMul, OpenVINO's MatMul) run once each, in a rotating order,
 so machine noise hits all rows alike; medians and ratios from one run are comparable even on
 a busy machine. GFLOP/s counts the work each row's network really runs (convolutions and
-matrix products, :func:`count_flops`; the README gives MiDaS's per size); int8 rows use the
-same fp32 count (useful work, not int8 ops). The fp32 peak at a
+matrix products, :func:`count_flops`; the README gives MiDaS's per size); int8 and bf16 rows
+use the same fp32 count (useful work, not int8 or bf16 ops). The fp32 peak at a
 thread count is the fastest GEMM implementation's median rate there (``peak_source`` names
 it: one library's GEMM can be half another's on the same CPU), and ``pct_peak`` of every
-fp32 row is relative to it; int8 rows have none. The report also records the machine
+fp32 row is relative to it; int8 and bf16 rows have none. The report also records the machine
 (:func:`system_info`), so figures from another machine (a Raspberry Pi) can be compared.
 """
 
@@ -39,7 +39,7 @@ from livedepth.backends.base import BACKENDS, Backend, is_available, require
 from livedepth.backends.export import OPSET
 from livedepth.backends.openvino import import_openvino
 from livedepth.backends.ort import ort_session
-from livedepth.backends.system import available_cores, cpu_model, package_versions
+from livedepth.backends.system import available_cores, cpu_flags, cpu_model, package_versions
 from livedepth.core.errors import LivedepthError
 from livedepth.core.predictor import Predictor
 from livedepth.inference.estimator import DepthEstimator, synthetic_frames
@@ -71,7 +71,7 @@ class Row:
     median_ms: float
     p90_ms: float
     gflops: float
-    pct_peak: float | None  # None for int8 (not fp32 work)
+    pct_peak: float | None  # None for int8 and bf16 (not fp32 work)
     peak_gflops: float
     speedup: float
     startup_s: float | None = None
@@ -281,18 +281,14 @@ def _os_name() -> str:
 
 
 #: CPU features that decide which kernels run (x86 vector widths, AMX; ARM dot product, fp16).
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "asimddp", "fphp",
-                "asimdhp", "i8mm", "bf16", "sve")
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "asimddp",
+                "fphp", "asimdhp", "i8mm", "bf16", "sve")
 
 
 def cpu_features() -> list[str]:
     """Which of ``CPU_FEATURES`` the CPU has (``flags`` on x86, ``Features`` on ARM)."""
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            have = set(value.split())
-            return [f for f in CPU_FEATURES if f in have]
-    return []
+    have = cpu_flags()
+    return [f for f in CPU_FEATURES if f in have]
 
 
 def system_info() -> dict:
@@ -439,7 +435,7 @@ def run_bench(
                             median_ms=round(median, 2),
                             p90_ms=round(float(np.percentile(ms, 90)), 2),
                             gflops=round(gflops, 1),
-                            pct_peak=None if name == "int8" else round(100 * gflops / peak, 1),
+                            pct_peak=None if name in ("int8", "bf16") else round(100 * gflops / peak, 1),
                             peak_gflops=round(peak, 1),
                             speedup=round(ref_ms / median, 2),
                             peak_source=source,

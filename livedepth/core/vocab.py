@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-#: Inference backends ``--backend`` accepts (``auto`` measures the installed faithful ones).
-BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8")
+#: Inference backends ``--backend`` accepts (``auto`` measures the installed faithful ones; int8
+#: and bf16 are reduced precision, chosen only by name).
+BACKEND_NAMES = ("auto", "torch", "onnx", "openvino", "int8", "bf16")
 #: Torch devices ``--device`` accepts.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: How colorized depth is arranged with the input frame.

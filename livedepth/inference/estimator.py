@@ -34,7 +34,8 @@ MEASURE_FRAME_HW = (480, 640)
 
 
 def synthetic_frames(count: int = 8, height: int = 480, width: int = 640, seed: int = 0) -> list[np.ndarray]:
-    """Deterministic smooth BGR uint8 frames (gradients plus blurred noise) for int8 calibration.
+    """Deterministic smooth BGR uint8 frames (gradients plus blurred noise) for int8 calibration
+    (and bf16's check).
 
     They exercise the network's whole input range but are not real scenes: pass real frames
     (``DepthEstimator(calibration=...)``) for the best int8 accuracy.
@@ -112,10 +113,12 @@ class DepthEstimator:
     ``backend`` is ``"auto"`` (the fastest installed faithful fp32 backend, measured on the
     first start with this model and these settings on this machine and cached:
     ``backends.auto.choose_auto``; ``$LIVEDEPTH_BACKEND`` replaces it), ``"torch"``, ``"onnx"``,
-    ``"openvino"`` or ``"int8"`` (opt-in, quantized; calibrated on ``calibration`` BGR frames,
-    synthetic frames by default). ``eager=True`` (torch only) builds nothing per input shape:
-    slower per frame, but a one-off shape (a photo) costs one forward, not an export. ``device``
-    ``auto`` takes CUDA or Apple MPS through torch when present, else the CPU.
+    ``"openvino"``, ``"int8"`` (opt-in, quantized; calibrated on ``calibration`` BGR frames,
+    synthetic frames by default) or ``"bf16"`` (opt-in, OpenVINO at bf16 where the CPU has bf16
+    arithmetic; it checks itself against fp32 on two of those frames). ``eager=True`` (torch
+    only) builds nothing per input shape: slower per frame, but a one-off shape (a photo) costs
+    one forward, not an export. ``device`` ``auto`` takes CUDA or Apple MPS through torch when
+    present, else the CPU.
 
     Threads may call ``predict`` at once: forwards of one input shape run one at a time, and
     different shapes run side by side. The first forward of a new shape builds its model
@@ -169,6 +172,9 @@ class DepthEstimator:
     def _load(self) -> Loaded:
         requested = self._requested
         device = pick_device(requested["device"])
+        wanted, origin = requested_backend(requested["backend"])
+        if wanted != "auto" and device.type == "cpu":
+            require(wanted)  # before the weights: a backend this machine cannot run fails at once
         spec = weights_spec(self.spec.weights, requested["weights"], requested["weights_config"])
         resolved = resolve(spec)
         sha = verify(resolved.path, spec.expected_sha256)
@@ -176,13 +182,12 @@ class DepthEstimator:
         load = partial(self._load_network, resolved.path, sha, device)
         network = Network(self.spec.name, load, sha, resolved.path, self.spec.graph_source(),
                           self.spec.runtime_form, self.spec.export_form)
-        wanted, origin = requested_backend(requested["backend"])
         if device.type == "cpu" and wanted == "auto":  # measured once per machine, model and setting
             measure_hw = self.spec.input_size(*MEASURE_FRAME_HW, self.size, self.keep_aspect)
             choice = choose_auto(network, threads=self.threads, input_hw=measure_hw)
             name, backend = choice.name, choice.backend
         else:
-            name = require(wanted) if wanted != "auto" and device.type == "cpu" else "torch"
+            name = wanted if wanted != "auto" and device.type == "cpu" else "torch"
             backend = create_backend(name, network, threads=self.threads, calibration=self._calibration_inputs,
                                      eager=self.eager)
         how = " (auto)" if wanted == "auto" else f" ({origin})" if origin else ""
