@@ -5,8 +5,7 @@ For each thread count and square input size, one run times, in rotating order pe
 - ``predict/<backend>``: preprocess a 640x480 frame to ``size x size``, run the backend's
   forward, upsample to 640x480 (what ``predict`` does), for the backends asked for:
   ``torch`` (eager), and the real backends ``jit`` (the torch backend: traced and frozen),
-  ``onnx`` (ONNX Runtime) and ``openvino``, and ``openvino-unpinned`` (the same, threads not
-  pinned to cores), the last three on the graph exported for that size.
+  ``onnx`` (ONNX Runtime) and ``openvino``, the last three on the graph exported for that size.
 
 It prints the median and least wall ms, the median CPU ms of the process (robust to a busy
 machine: it counts only the time this process ran) and the speed-up of each ``predict`` over
@@ -36,8 +35,6 @@ from support.golden_da2 import TEST_IMAGE, synthetic_state  # noqa: E402
 
 from livedepth.backends.base import Network  # noqa: E402
 from livedepth.backends.create import create_backend  # noqa: E402
-from livedepth.backends.openvino import import_openvino  # noqa: E402
-from livedepth.backends.ort import OnnxBackend  # noqa: E402
 from livedepth.model import depth_anything as da  # noqa: E402
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -62,19 +59,7 @@ def forward_runners(network: torch.nn.Module, names: list[str], size: int, threa
         if name in names:
             runners[name] = create_backend(backend, loaded, threads=threads)
             runners[name].prepare(size, size)
-    if "openvino-unpinned" in names:
-        runners["openvino-unpinned"] = unpinned_openvino(OnnxBackend(loaded, threads).onnx_path(size, size), threads)
     return runners
-
-
-def unpinned_openvino(path: Path, threads: int) -> Runner:
-    """OpenVINO as the backends layer runs it, but with its threads free to move between cores
-    (``ENABLE_CPU_PINNING`` off): on a busy machine a pinned thread waits for its core."""
-    ov = import_openvino()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-              "ENABLE_CPU_PINNING": False}
-    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
-    return lambda x: request.infer({0: x})[0][0]
 
 
 def rel(y: np.ndarray, reference: np.ndarray) -> float:
@@ -102,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="2,1", help="comma-separated thread counts")
     parser.add_argument("--sizes", default="252,266,308,364,518", help="comma-separated square input sizes")
-    parser.add_argument("--backends", default="torch,onnx,openvino,openvino-unpinned", help="also: jit")
+    parser.add_argument("--backends", default="torch,onnx,openvino", help="also: jit")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     names = args.backends.split(",")

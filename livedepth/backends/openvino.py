@@ -27,6 +27,9 @@ def import_openvino():
 def ov_runner(path: Path, threads: int | None, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
     """An OpenVINO CPU request at the inference ``precision`` (``INFERENCE_PRECISION_HINT``): f32
     stops a silent bf16 on AMX CPUs; bf16 is the bf16 backend's (a CPU without bf16 runs f32).
+    Its threads are not pinned to cores: beside capture, colours and encoding on a small machine,
+    a pinned thread waits for its core where a free one could run it (a Depth Anything forward at
+    252 beside other sessions in one process took 194 ms pinned, 153 ms not).
 
     Compiled blobs are cached in ``openvino-cache/`` beside the model for a faster start-up.
     """
@@ -34,6 +37,7 @@ def ov_runner(path: Path, threads: int | None, precision: str = "f32") -> Callab
     config: dict[str, object] = {
         "INFERENCE_PRECISION_HINT": precision,
         "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
         "CACHE_DIR": str(path.parent / "openvino-cache"),
     }
     if threads:

@@ -40,8 +40,9 @@ TAP_CHANNELS = (48, 96, 192, 384)
 FEATURES = 64
 DEFAULT_SIZE = 518
 
-MEAN = np.array([0.485, 0.456, 0.406])
-STD = np.array([0.229, 0.224, 0.225])
+#: ImageNet's RGB mean and standard deviation, one per channel plane.
+MEAN = np.array([0.485, 0.456, 0.406])[:, None, None]
+STD = np.array([0.229, 0.224, 0.225])[:, None, None]
 
 WEIGHTS = WeightsSource(
     filename="depth_anything_v2_vits.pth",
@@ -161,11 +162,14 @@ class FusionBlock(nn.Module):
 
     The resize is bilinear with ``align_corners=True`` to the size of the next tap (not x2),
     which is what makes odd grids work. ``resConfUnit1`` of ``refinenet4`` (which has no skip)
-    is in the checkpoint but never runs, as in the official forward.
+    is in the checkpoint but never runs, as in the official forward. ``conv_first`` runs the 1x1
+    ``out_conv`` before the resize: the same result (both are linear, and each output pixel's
+    interpolation weights sum to one) on fewer pixels; the official order is the default.
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
+        self.conv_first = False
         self.out_conv = nn.Conv2d(channels, channels, 1)
         self.resConfUnit1 = ResidualConvUnit(channels)
         self.resConfUnit2 = ResidualConvUnit(channels)
@@ -174,6 +178,8 @@ class FusionBlock(nn.Module):
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
+        if self.conv_first:
+            return F.interpolate(self.out_conv(x), size=size, mode="bilinear", align_corners=True)
         return self.out_conv(F.interpolate(x, size=size, mode="bilinear", align_corners=True))
 
 
@@ -249,6 +255,21 @@ def build_network() -> DepthAnythingV2Small:
     return DepthAnythingV2Small().eval()
 
 
+def runtime_form(model: DepthAnythingV2Small) -> DepthAnythingV2Small:
+    """What the fast backends run (``model`` is a copy, changed in place), exact rewrites of the
+    official order: each block's LayerScale folded into the linear layer before it (``attn.proj``,
+    ``mlp.fc2``), and the fusion blocks' 1x1 conv before their resize (:class:`FusionBlock`)."""
+    with torch.no_grad():
+        for block in model.pretrained.blocks:
+            for scale, linear in ((block.ls1, block.attn.proj), (block.ls2, block.mlp.fc2)):
+                linear.weight.mul_(scale.gamma[:, None])
+                linear.bias.mul_(scale.gamma)
+            block.ls1 = block.ls2 = nn.Identity()
+    for index in range(1, 5):
+        getattr(model.depth_head.scratch, f"refinenet{index}").conv_first = True
+    return model
+
+
 def parameter_count(network: nn.Module) -> int:
     return sum(p.numel() for p in network.parameters())
 
@@ -310,13 +331,14 @@ def input_size(frame_h: int, frame_w: int, size: int = DEFAULT_SIZE, keep_aspect
 
 def preprocess(frame_bgr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """BGR uint8 HxWx3 -> normalised float32 ``(1, 3, h, w)``, bit for bit the official
-    ``image2tensor``: RGB / 255 in float64, cv2 bicubic resize, ImageNet normalisation."""
+    ``image2tensor``: RGB / 255 in float64, cv2 bicubic resize, ImageNet normalisation (on
+    channel planes: the same operations per value, faster than across the pixels' channels)."""
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB) / 255.0
     height, width = out_hw
-    image = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
-    image -= MEAN
-    image /= STD
-    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)[None]
+    planes = np.ascontiguousarray(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1))
+    planes -= MEAN
+    planes /= STD
+    return planes.astype(np.float32)[None]
 
 
 def postprocess(depth: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
@@ -338,6 +360,7 @@ SPEC = ModelSpec(
     preprocess=preprocess,
     postprocess=postprocess,
     adapt_state_dict=adapt_state_dict,
+    runtime_form=runtime_form,
     parameters="25M",
     license="Apache-2.0",
     description="Depth Anything V2 Small (DINOv2 ViT-S/14 + DPT): finer relative depth, about 6x the compute",
