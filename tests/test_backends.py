@@ -128,6 +128,7 @@ def test_a_new_graph_version_never_reuses_a_stale_export(private_weights, caplog
 
 
 
+@pytest.mark.slow
 def test_int8_checks_itself_against_fp32(private_weights, caplog) -> None:
     _require("int8")
     frames = synthetic_frames(2, 120, 160, seed=3)
@@ -150,6 +151,7 @@ def test_int8_checks_itself_against_fp32(private_weights, caplog) -> None:
     assert list(private_weights.parent.glob("*-64x64-int8-*.onnx")) == quantized
 
 
+@pytest.mark.slow
 def test_cli_image_backend_flag(weights_pt, tmp_path) -> None:
     out = tmp_path / "depth.png"
     raw = tmp_path / "depth.npy"
@@ -174,6 +176,7 @@ def test_openvino_is_imported_without_usage_telemetry() -> None:
     assert out.strip() == "openvino.tools.ovc.telemetry_stub"
 
 
+@pytest.mark.slow
 def test_convert_int8_calibrates_on_its_input_and_reuses_the_calibrated_model(private_weights, tmp_path) -> None:
     _require("int8")
     from support.clips import make_clip

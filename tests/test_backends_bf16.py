@@ -21,6 +21,7 @@ NO_BF16 = "this CPU has no bf16 arithmetic (avx512_bf16, amx_bf16 or Arm bf16); 
 needs_a_cpu_without_bf16 = pytest.mark.skipif(system.cpu_has_bf16(), reason="this CPU has bf16 arithmetic")
 
 
+@pytest.mark.slow
 @needs_a_cpu_without_bf16
 def test_bf16_on_a_cpu_without_it_is_a_one_line_error(weights_pt, tmp_path, monkeypatch) -> None:
     """Through the real CLI, from ``--backend`` and from the environment; nothing is written.

@@ -59,6 +59,7 @@ def test_run_bench_report_schema(weights_pt) -> None:
     json.dumps(report)
 
 
+@pytest.mark.slow
 def test_cli_bench_json_with_startup(weights_pt, tmp_path) -> None:
     name = "onnx" if is_available("onnx") else "torch"
     out = tmp_path / "bench.json"
@@ -87,6 +88,7 @@ def test_end_to_end_baseline_and_live_pipeline(weights_pt) -> None:
     assert result["ratio"] == pytest.approx(result["live_fps"] / result["seeds_fps"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_peak_is_the_best_of_several_gemms(weights_pt, tmp_path) -> None:
     name = "onnx" if is_available("onnx") else "torch"
     out = tmp_path / "bench.json"

@@ -300,6 +300,7 @@ def test_the_other_models_checkpoint_is_one_line(toy, toy_weights, weights_pt):
         livedepth.load_network("toy", broken)
 
 
+@pytest.mark.slow
 def test_cli_wrong_model_and_the_models_list(tmp_path):
     bad = run_cli("image", str(TEST_IMAGE), str(tmp_path / "o.png"), "--model", "nope")
     assert_one_line_error(bad, "--model nope: unknown model; choose from midas-small")
@@ -313,6 +314,7 @@ def test_cli_wrong_model_and_the_models_list(tmp_path):
     assert "depth_anything_v2_vits.pth from https://huggingface.co/depth-anything/" in listing.stdout
 
 
+@pytest.mark.slow
 def test_cli_weights_per_model(isolated_cache, weights_pt):
     path = run_cli("weights", "path", "--model", "midas-small")
     assert path.returncode == 0 and str(isolated_cache / "midas_v21_small_256.pt") in path.stdout
