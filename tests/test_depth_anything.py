@@ -5,6 +5,7 @@ rel = max|y - g| / max|g| <= 1e-4 for every case, as ../shared/golden_da2/README
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,23 @@ def test_network_matches_golden(network, goldens, shape: str) -> None:
     rel = rel_error(y, golden)
     report(f"net {shape}", rel)
     assert rel <= TOLERANCE
+
+
+@pytest.mark.parametrize("form", ["runtime", "export"])
+def test_fast_forms_are_exact_rewrites(network, goldens, form: str) -> None:
+    """What the fast backends run (LayerScale and the score scale folded, 1x1 convs before the
+    resizes; for the exports also the GELU doubled into a halved ``fc2``) gives the official
+    network's output up to float rounding."""
+    x = goldens["net_input_1x3x392x518"]
+    model = copy.deepcopy(network)
+    fast = da.runtime_form(model) if form == "runtime" else da.export_form(model, *x.shape[-2:])
+    block = fast.pretrained.blocks[0]
+    assert isinstance(block.attn, da.PrescaledAttention)
+    assert isinstance(block.mlp.act, da.DoubledGelu) == (form == "export")
+    rel = rel_error(forward(fast, x), forward(network, x))
+    report(f"{form} form vs eager, 392x518", rel)
+    assert rel <= 1e-5
+    assert rel_error(forward(fast, x), goldens["net_output_1x392x518"]) <= TOLERANCE
 
 
 @pytest.mark.parametrize(("size", "shape"), [(518, "518x686"), (252, "252x336")])
