@@ -250,7 +250,7 @@ def test_the_registry_entry() -> None:
     assert (spec.size_multiple, spec.default_size, spec.parameters) == (14, 518, "25M")
     assert spec.size_problem(252) is None and spec.size_problem(256) is not None
     assert spec.input_size(480, 640, 518, True) == (518, 686)
-    assert spec.export_form is None  # no BN to fold, no "same" padding to fix: the network as it is
+    assert (spec.runtime_form, spec.export_form) == (da.runtime_form, da.export_form)  # exact rewrites
     net = spec.build_network()
     assert isinstance(net, torch.nn.Module) and not net.training
     assert f"{round(da.parameter_count(net) / 1e6)}M" == spec.parameters
